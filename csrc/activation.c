@@ -1,0 +1,30 @@
+#include "activation.h"
+
+#define WT_PARALLEL_MIN 65536
+
+wt_status clamp_forward(float *y, const float *x, int64_t n, float cap) {
+#pragma omp parallel for schedule(static) if (n > WT_PARALLEL_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        const float v = x[i];
+        y[i] = v > 0.0f ? (v < cap ? v : cap) : (v != v ? v : 0.0f);
+    }
+    return WT_OK;
+}
+
+wt_status clamp_backward(float *dx, const float *dy, const float *y, int64_t n, float cap) {
+#pragma omp parallel for schedule(static) if (n > WT_PARALLEL_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        if (y[i] > 0.0f && y[i] < cap) {
+            dx[i] += dy[i];
+        }
+    }
+    return WT_OK;
+}
+
+wt_status add_forward(float *y, const float *a, const float *b, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > WT_PARALLEL_MIN)
+    for (int64_t i = 0; i < n; i++) {
+        y[i] = a[i] + b[i];
+    }
+    return WT_OK;
+}

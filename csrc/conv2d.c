@@ -1,0 +1,351 @@
+/* Convolution forward and backward. The im2col/col2im formulation follows darknet
+ * (Redmon, "im2col.c"): forward y = W . cols(x), dW += dy . cols(x)^T, dx += col2im(W^T . dy). */
+#include "conv2d.h"
+
+#include <limits.h>
+#include <string.h>
+
+#include "blas.h"
+
+/* Below this many floats a loop is not worth waking the OpenMP team for. */
+#define WT_PARALLEL_MIN 32768
+
+static int is_pointwise(const conv2d_shape *s) {
+    return s->kh == 1 && s->kw == 1 && s->stride_h == 1 && s->stride_w == 1 &&
+           s->pad_top == 0 && s->pad_bottom == 0 && s->pad_left == 0 && s->pad_right == 0;
+}
+
+static int is_depthwise(const conv2d_shape *s) {
+    return s->groups > 1 && s->groups == s->c;
+}
+
+wt_status conv2d_shape_init(conv2d_shape *s) {
+    if (s->n < 0 || s->c < 1 || s->h < 1 || s->w < 1 || s->oc < 1 || s->kh < 1 || s->kw < 1 ||
+        s->stride_h < 1 || s->stride_w < 1 || s->dilation_h < 1 || s->dilation_w < 1 ||
+        s->pad_top < 0 || s->pad_bottom < 0 || s->pad_left < 0 || s->pad_right < 0 ||
+        s->groups < 1 || s->c % s->groups != 0 || s->oc % s->groups != 0) {
+        return WT_ERR_SHAPE;
+    }
+    int64_t span_h = s->dilation_h * (s->kh - 1) + 1;
+    int64_t span_w = s->dilation_w * (s->kw - 1) + 1;
+    int64_t in_h = s->h + s->pad_top + s->pad_bottom;
+    int64_t in_w = s->w + s->pad_left + s->pad_right;
+    if (in_h < span_h || in_w < span_w) {
+        return WT_ERR_SHAPE;
+    }
+    s->oh = (in_h - span_h) / s->stride_h + 1;
+    s->ow = (in_w - span_w) / s->stride_w + 1;
+    int64_t kdim = (s->c / s->groups) * s->kh * s->kw;
+    if (s->oh * s->ow > INT_MAX || kdim > INT_MAX || s->oc > INT_MAX) {
+        return WT_ERR_TOO_LARGE;
+    }
+    return WT_OK;
+}
+
+size_t conv2d_workspace_size(const conv2d_shape *s) {
+    if (is_pointwise(s) || is_depthwise(s)) {
+        return 0;
+    }
+    return (size_t)((s->c / s->groups) * s->kh * s->kw) * (size_t)(s->oh * s->ow);
+}
+
+/* Output positions [lo, hi) along one axis whose input index pos*stride + off lies in
+ * [0, size). */
+static void valid_range(int64_t off, int64_t stride, int64_t size, int64_t out, int64_t *lo,
+                        int64_t *hi) {
+    int64_t a = off >= 0 ? 0 : (-off + stride - 1) / stride;
+    int64_t b = size - 1 - off < 0 ? 0 : (size - 1 - off) / stride + 1;
+    if (b > out) {
+        b = out;
+    }
+    if (a > b) {
+        a = b;
+    }
+    *lo = a;
+    *hi = b;
+}
+
+/* cols (channels*KH*KW, OH*OW) from x (channels, H, W), zeros where the window is padding. */
+static void im2col(float *cols, const float *x, int64_t channels, const conv2d_shape *s) {
+    const int64_t kk = s->kh * s->kw, ohw = s->oh * s->ow, rows = channels * kk;
+#pragma omp parallel for schedule(static) if (rows * ohw > WT_PARALLEL_MIN)
+    for (int64_t r = 0; r < rows; r++) {
+        const int64_t ci = r / kk, ki = (r % kk) / s->kw, kj = r % s->kw;
+        const float *xc = x + ci * s->h * s->w;
+        const int64_t off_w = kj * s->dilation_w - s->pad_left;
+        int64_t lo, hi;
+        valid_range(off_w, s->stride_w, s->w, s->ow, &lo, &hi);
+        for (int64_t oh = 0; oh < s->oh; oh++) {
+            float *out = cols + r * ohw + oh * s->ow;
+            const int64_t ih = oh * s->stride_h - s->pad_top + ki * s->dilation_h;
+            if (ih < 0 || ih >= s->h) {
+                memset(out, 0, (size_t)s->ow * sizeof(float));
+                continue;
+            }
+            const float *row = xc + ih * s->w;
+            for (int64_t ow = 0; ow < lo; ow++) {
+                out[ow] = 0.0f;
+            }
+            if (s->stride_w == 1) {
+                memcpy(out + lo, row + lo + off_w, (size_t)(hi - lo) * sizeof(float));
+            } else {
+                for (int64_t ow = lo; ow < hi; ow++) {
+                    out[ow] = row[ow * s->stride_w + off_w];
+                }
+            }
+            for (int64_t ow = hi; ow < s->ow; ow++) {
+                out[ow] = 0.0f;
+            }
+        }
+    }
+}
+
+/* dx (channels, H, W) += the columns scattered back to the positions they came from. */
+static void col2im_add(float *dx, const float *cols, int64_t channels, const conv2d_shape *s) {
+    const int64_t ohw = s->oh * s->ow;
+#pragma omp parallel for schedule(static) if (channels * s->kh * s->kw * ohw > WT_PARALLEL_MIN)
+    for (int64_t ci = 0; ci < channels; ci++) {
+        float *dxc = dx + ci * s->h * s->w;
+        for (int64_t ki = 0; ki < s->kh; ki++) {
+            for (int64_t kj = 0; kj < s->kw; kj++) {
+                const float *col = cols + ((ci * s->kh + ki) * s->kw + kj) * ohw;
+                const int64_t off_w = kj * s->dilation_w - s->pad_left;
+                int64_t lo, hi;
+                valid_range(off_w, s->stride_w, s->w, s->ow, &lo, &hi);
+                for (int64_t oh = 0; oh < s->oh; oh++) {
+                    const int64_t ih = oh * s->stride_h - s->pad_top + ki * s->dilation_h;
+                    if (ih < 0 || ih >= s->h) {
+                        continue;
+                    }
+                    float *row = dxc + ih * s->w;
+                    const float *src = col + oh * s->ow;
+                    for (int64_t ow = lo; ow < hi; ow++) {
+                        row[ow * s->stride_w + off_w] += src[ow];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Depthwise: output channel o reads input channel o / mult only. */
+static void depthwise_forward(float *y, const float *x, const float *w, const float *bias,
+                              const conv2d_shape *s) {
+    const int64_t mult = s->oc / s->c, ohw = s->oh * s->ow, kk = s->kh * s->kw;
+#pragma omp parallel for schedule(static) if (s->n * s->oc * ohw * kk > WT_PARALLEL_MIN)
+    for (int64_t p = 0; p < s->n * s->oc; p++) {
+        const int64_t ni = p / s->oc, o = p % s->oc;
+        const float *xc = x + (ni * s->c + o / mult) * s->h * s->w;
+        float *yc = y + p * ohw;
+        const float b = bias ? bias[o] : 0.0f;
+        for (int64_t i = 0; i < ohw; i++) {
+            yc[i] = b;
+        }
+        for (int64_t ki = 0; ki < s->kh; ki++) {
+            for (int64_t kj = 0; kj < s->kw; kj++) {
+                const float wv = w[o * kk + ki * s->kw + kj];
+                const int64_t off_w = kj * s->dilation_w - s->pad_left;
+                int64_t lo, hi;
+                valid_range(off_w, s->stride_w, s->w, s->ow, &lo, &hi);
+                for (int64_t oh = 0; oh < s->oh; oh++) {
+                    const int64_t ih = oh * s->stride_h - s->pad_top + ki * s->dilation_h;
+                    if (ih < 0 || ih >= s->h) {
+                        continue;
+                    }
+                    const float *xr = xc + ih * s->w;
+                    float *yr = yc + oh * s->ow;
+                    if (s->stride_w == 1) {
+                        for (int64_t ow = lo; ow < hi; ow++) {
+                            yr[ow] += wv * xr[ow + off_w];
+                        }
+                    } else {
+                        for (int64_t ow = lo; ow < hi; ow++) {
+                            yr[ow] += wv * xr[ow * s->stride_w + off_w];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void depthwise_backward_data(float *dx, const float *dy, const float *w,
+                                    const conv2d_shape *s) {
+    const int64_t mult = s->oc / s->c, ohw = s->oh * s->ow, kk = s->kh * s->kw;
+#pragma omp parallel for schedule(static) if (s->n * s->oc * ohw * kk > WT_PARALLEL_MIN)
+    for (int64_t p = 0; p < s->n * s->c; p++) {
+        const int64_t ni = p / s->c, ci = p % s->c;
+        float *dxc = dx + p * s->h * s->w;
+        for (int64_t m = 0; m < mult; m++) {
+            const int64_t o = ci * mult + m;
+            const float *dyc = dy + (ni * s->oc + o) * ohw;
+            for (int64_t ki = 0; ki < s->kh; ki++) {
+                for (int64_t kj = 0; kj < s->kw; kj++) {
+                    const float wv = w[o * kk + ki * s->kw + kj];
+                    const int64_t off_w = kj * s->dilation_w - s->pad_left;
+                    int64_t lo, hi;
+                    valid_range(off_w, s->stride_w, s->w, s->ow, &lo, &hi);
+                    for (int64_t oh = 0; oh < s->oh; oh++) {
+                        const int64_t ih = oh * s->stride_h - s->pad_top + ki * s->dilation_h;
+                        if (ih < 0 || ih >= s->h) {
+                            continue;
+                        }
+                        float *xr = dxc + ih * s->w;
+                        const float *yr = dyc + oh * s->ow;
+                        for (int64_t ow = lo; ow < hi; ow++) {
+                            xr[ow * s->stride_w + off_w] += wv * yr[ow];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+static void depthwise_backward_weight(float *dw, const float *dy, const float *x,
+                                      const conv2d_shape *s) {
+    const int64_t mult = s->oc / s->c, ohw = s->oh * s->ow, kk = s->kh * s->kw;
+#pragma omp parallel for schedule(static) if (s->n * s->oc * ohw * kk > WT_PARALLEL_MIN)
+    for (int64_t o = 0; o < s->oc; o++) {
+        for (int64_t ki = 0; ki < s->kh; ki++) {
+            for (int64_t kj = 0; kj < s->kw; kj++) {
+                const int64_t off_w = kj * s->dilation_w - s->pad_left;
+                int64_t lo, hi;
+                valid_range(off_w, s->stride_w, s->w, s->ow, &lo, &hi);
+                double acc = 0.0;
+                for (int64_t ni = 0; ni < s->n; ni++) {
+                    const float *xc = x + (ni * s->c + o / mult) * s->h * s->w;
+                    const float *dyc = dy + (ni * s->oc + o) * ohw;
+                    for (int64_t oh = 0; oh < s->oh; oh++) {
+                        const int64_t ih = oh * s->stride_h - s->pad_top + ki * s->dilation_h;
+                        if (ih < 0 || ih >= s->h) {
+                            continue;
+                        }
+                        const float *xr = xc + ih * s->w;
+                        const float *yr = dyc + oh * s->ow;
+                        float row = 0.0f;
+                        for (int64_t ow = lo; ow < hi; ow++) {
+                            row += yr[ow] * xr[ow * s->stride_w + off_w];
+                        }
+                        acc += row;
+                    }
+                }
+                dw[o * kk + ki * s->kw + kj] += (float)acc;
+            }
+        }
+    }
+}
+
+static void add_bias(float *y, const float *bias, const conv2d_shape *s) {
+    const int64_t ohw = s->oh * s->ow;
+#pragma omp parallel for schedule(static) if (s->n * s->oc * ohw > WT_PARALLEL_MIN)
+    for (int64_t p = 0; p < s->n * s->oc; p++) {
+        const float b = bias[p % s->oc];
+        float *yc = y + p * ohw;
+        for (int64_t i = 0; i < ohw; i++) {
+            yc[i] += b;
+        }
+    }
+}
+
+wt_status conv2d_forward(float *y, float *workspace, const float *x, const float *w,
+                         const float *bias, const conv2d_shape *s) {
+    if (is_depthwise(s)) {
+        depthwise_forward(y, x, w, bias, s);
+        return WT_OK;
+    }
+    const int64_t cg = s->c / s->groups, ocg = s->oc / s->groups;
+    const int64_t kdim = cg * s->kh * s->kw, ohw = s->oh * s->ow;
+    const int pointwise = is_pointwise(s);
+    for (int64_t ni = 0; ni < s->n; ni++) {
+        for (int64_t g = 0; g < s->groups; g++) {
+            const float *xg = x + (ni * s->c + g * cg) * s->h * s->w;
+            const float *cols = xg;
+            if (!pointwise) {
+                im2col(workspace, xg, cg, s);
+                cols = workspace;
+            }
+            WT_BLAS(cblas_sgemm)(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)ocg, (int)ohw,
+                                 (int)kdim, 1.0f, w + g * ocg * kdim, (int)kdim, cols, (int)ohw,
+                                 0.0f, y + (ni * s->oc + g * ocg) * ohw, (int)ohw);
+        }
+    }
+    if (bias) {
+        add_bias(y, bias, s);
+    }
+    return WT_OK;
+}
+
+wt_status conv2d_backward_data(float *dx, float *workspace, const float *dy, const float *w,
+                               const conv2d_shape *s) {
+    if (is_depthwise(s)) {
+        depthwise_backward_data(dx, dy, w, s);
+        return WT_OK;
+    }
+    const int64_t cg = s->c / s->groups, ocg = s->oc / s->groups;
+    const int64_t kdim = cg * s->kh * s->kw, ohw = s->oh * s->ow;
+    const int pointwise = is_pointwise(s);
+    for (int64_t ni = 0; ni < s->n; ni++) {
+        for (int64_t g = 0; g < s->groups; g++) {
+            float *dxg = dx + (ni * s->c + g * cg) * s->h * s->w;
+            const float *dyg = dy + (ni * s->oc + g * ocg) * ohw;
+            const float *wg = w + g * ocg * kdim;
+            if (pointwise) {
+                WT_BLAS(cblas_sgemm)(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kdim,
+                                     (int)ohw, (int)ocg, 1.0f, wg, (int)kdim, dyg, (int)ohw,
+                                     1.0f, dxg, (int)ohw);
+            } else {
+                WT_BLAS(cblas_sgemm)(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kdim,
+                                     (int)ohw, (int)ocg, 1.0f, wg, (int)kdim, dyg, (int)ohw,
+                                     0.0f, workspace, (int)ohw);
+                col2im_add(dxg, workspace, cg, s);
+            }
+        }
+    }
+    return WT_OK;
+}
+
+static void bias_grad(float *dbias, const float *dy, const conv2d_shape *s) {
+    const int64_t ohw = s->oh * s->ow;
+#pragma omp parallel for schedule(static) if (s->n * s->oc * ohw > WT_PARALLEL_MIN)
+    for (int64_t o = 0; o < s->oc; o++) {
+        double acc = 0.0;
+        for (int64_t ni = 0; ni < s->n; ni++) {
+            const float *dyc = dy + (ni * s->oc + o) * ohw;
+            float plane = 0.0f;
+            for (int64_t i = 0; i < ohw; i++) {
+                plane += dyc[i];
+            }
+            acc += plane;
+        }
+        dbias[o] += (float)acc;
+    }
+}
+
+wt_status conv2d_backward_weight(float *dw, float *dbias, float *workspace, const float *dy,
+                                 const float *x, const conv2d_shape *s) {
+    if (dbias) {
+        bias_grad(dbias, dy, s);
+    }
+    if (is_depthwise(s)) {
+        depthwise_backward_weight(dw, dy, x, s);
+        return WT_OK;
+    }
+    const int64_t cg = s->c / s->groups, ocg = s->oc / s->groups;
+    const int64_t kdim = cg * s->kh * s->kw, ohw = s->oh * s->ow;
+    const int pointwise = is_pointwise(s);
+    for (int64_t ni = 0; ni < s->n; ni++) {
+        for (int64_t g = 0; g < s->groups; g++) {
+            const float *xg = x + (ni * s->c + g * cg) * s->h * s->w;
+            const float *cols = xg;
+            if (!pointwise) {
+                im2col(workspace, xg, cg, s);
+                cols = workspace;
+            }
+            WT_BLAS(cblas_sgemm)(CblasRowMajor, CblasNoTrans, CblasTrans, (int)ocg, (int)kdim,
+                                 (int)ohw, 1.0f, dy + (ni * s->oc + g * ocg) * ohw, (int)ohw,
+                                 cols, (int)ohw, 1.0f, dw + g * ocg * kdim, (int)kdim);
+        }
+    }
+    return WT_OK;
+}

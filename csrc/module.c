@@ -1,0 +1,1444 @@
+/* weitiao._C: the only file that sees Python. Each wrapper parses its arguments, checks
+ * dtype, rank, every shape and contiguity, allocates outputs, releases the GIL around the
+ * kernel and turns its status into an exception. The algorithms live in the plain C files. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
+#include <numpy/arrayobject.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "activation.h"
+#include "batchnorm.h"
+#include "conv2d.h"
+#include "dropout.h"
+#include "linear.h"
+#include "loss.h"
+#include "optim.h"
+#include "pool2d.h"
+#include "threads.h"
+
+#define RUN_KERNEL(status, call) \
+    do {                         \
+        Py_BEGIN_ALLOW_THREADS;  \
+        status = (call);         \
+        Py_END_ALLOW_THREADS;    \
+    } while (0)
+
+/* Largest value accepted for a stride, padding, dilation or kernel size: far above any real
+ * network, low enough that no size product below can overflow int64. */
+#define MAX_HYPER 65536
+
+/* ---------------------------------------------------------------- messages and checks */
+
+static void format_shape(char *buf, size_t size, PyArrayObject *a) {
+    int ndim = PyArray_NDIM(a);
+    size_t used = (size_t)snprintf(buf, size, "(");
+    for (int i = 0; i < ndim && used < size; i++) {
+        used += (size_t)snprintf(buf + used, size - used, i + 1 < ndim ? "%lld, " : "%lld",
+                                 (long long)PyArray_DIM(a, i));
+    }
+    if (used < size) {
+        snprintf(buf + used, size - used, ndim == 1 ? ",)" : ")");
+    }
+}
+
+/* A new reference to obj as a C-contiguous, aligned float32 array of rank ndim, or NULL with
+ * TypeError (wrong dtype or type) or ValueError (wrong rank) set. Arrays of another dtype are
+ * refused, not cast, so float64 data never loses precision silently. */
+static PyArrayObject *input_f32(PyObject *obj, const char *fn, const char *name, int ndim,
+                                const char *layout) {
+    if (PyArray_Check(obj) && PyArray_TYPE((PyArrayObject *)obj) != NPY_FLOAT32) {
+        PyErr_Format(PyExc_TypeError, "%s: %s: expected a float32 array, got dtype %s", fn, name,
+                     PyArray_DESCR((PyArrayObject *)obj)->typeobj->tp_name);
+        return NULL;
+    }
+    if (!PyArray_Check(obj) && !PySequence_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s: %s: expected a float32 numpy array, got %s", fn,
+                     name, Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    PyArrayObject *a = (PyArrayObject *)PyArray_FROM_OTF(obj, NPY_FLOAT32, NPY_ARRAY_IN_ARRAY);
+    if (!a) {
+        return NULL;
+    }
+    if (PyArray_NDIM(a) != ndim) {
+        char shape[160];
+        format_shape(shape, sizeof(shape), a);
+        PyErr_Format(PyExc_ValueError, "%s: %s: expected a %d-D array %s, got shape %s", fn,
+                     name, ndim, layout, shape);
+        Py_DECREF(a);
+        return NULL;
+    }
+    return a;
+}
+
+/* As input_f32 but None gives NULL with no error set; *failed tells the two NULLs apart. */
+static PyArrayObject *optional_f32(PyObject *obj, const char *fn, const char *name, int ndim,
+                                   const char *layout, int *failed) {
+    if (obj == NULL || obj == Py_None) {
+        return NULL;
+    }
+    PyArrayObject *a = input_f32(obj, fn, name, ndim, layout);
+    *failed = a == NULL;
+    return a;
+}
+
+/* A new reference to obj if it is an array the kernel may update in place: float32,
+ * C-contiguous, aligned and writeable. */
+static PyArrayObject *inplace_f32(PyObject *obj, const char *fn, const char *name) {
+    if (!PyArray_Check(obj)) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s: %s: expected a writeable C-contiguous float32 numpy array (it is "
+                     "updated in place), got %s",
+                     fn, name, Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    PyArrayObject *a = (PyArrayObject *)obj;
+    if (PyArray_TYPE(a) != NPY_FLOAT32) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s: %s: expected a float32 array (it is updated in place), got dtype %s",
+                     fn, name, PyArray_DESCR(a)->typeobj->tp_name);
+        return NULL;
+    }
+    if (!PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a)) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s: %s: expected a C-contiguous, aligned array (it is updated in place); "
+                     "pass np.ascontiguousarray(...) and keep that copy",
+                     fn, name);
+        return NULL;
+    }
+    if (!PyArray_ISWRITEABLE(a)) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s: %s: expected a writeable array (it is updated in place), got a "
+                     "read-only one",
+                     fn, name);
+        return NULL;
+    }
+    Py_INCREF(a);
+    return a;
+}
+
+static PyArrayObject *optional_inplace_f32(PyObject *obj, const char *fn, const char *name,
+                                           int *failed) {
+    if (obj == NULL || obj == Py_None) {
+        return NULL;
+    }
+    PyArrayObject *a = inplace_f32(obj, fn, name);
+    *failed = a == NULL;
+    return a;
+}
+
+/* A new reference to obj as a C-contiguous int64 array of rank ndim; any integer dtype is
+ * accepted and widened. */
+static PyArrayObject *input_i64(PyObject *obj, const char *fn, const char *name, int ndim) {
+    if (!PyArray_Check(obj) && !PySequence_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "%s: %s: expected an integer numpy array, got %s", fn,
+                     name, Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    PyArrayObject *a = (PyArrayObject *)PyArray_FROM_OTF(obj, NPY_NOTYPE, 0);
+    if (!a) {
+        return NULL;
+    }
+    if (!PyArray_ISINTEGER(a) && !(PyArray_SIZE(a) == 0 && PyArray_ISFLOAT(a))) {
+        PyErr_Format(PyExc_TypeError, "%s: %s: expected an integer array, got dtype %s", fn,
+                     name, PyArray_DESCR(a)->typeobj->tp_name);
+        Py_DECREF(a);
+        return NULL;
+    }
+    PyArrayObject *b = (PyArrayObject *)PyArray_FROM_OTF((PyObject *)a, NPY_INT64,
+                                                         NPY_ARRAY_IN_ARRAY | NPY_ARRAY_FORCECAST);
+    Py_DECREF(a);
+    if (!b) {
+        return NULL;
+    }
+    if (PyArray_NDIM(b) != ndim) {
+        char shape[160];
+        format_shape(shape, sizeof(shape), b);
+        PyErr_Format(PyExc_ValueError, "%s: %s: expected a %d-D array, got shape %s", fn, name,
+                     ndim, shape);
+        Py_DECREF(b);
+        return NULL;
+    }
+    return b;
+}
+
+/* 0 if a has exactly the dimensions in dims (ndim of them), else -1 with ValueError set. */
+static int expect_shape(PyArrayObject *a, const char *fn, const char *name, int ndim,
+                        const npy_intp *dims) {
+    int same = PyArray_NDIM(a) == ndim;
+    for (int i = 0; same && i < ndim; i++) {
+        same = PyArray_DIM(a, i) == dims[i];
+    }
+    if (same) {
+        return 0;
+    }
+    char got[160], want[160];
+    format_shape(got, sizeof(got), a);
+    size_t used = (size_t)snprintf(want, sizeof(want), "(");
+    for (int i = 0; i < ndim && used < sizeof(want); i++) {
+        used += (size_t)snprintf(want + used, sizeof(want) - used, i + 1 < ndim ? "%lld, " : "%lld",
+                                 (long long)dims[i]);
+    }
+    if (used < sizeof(want)) {
+        snprintf(want + used, sizeof(want) - used, ndim == 1 ? ",)" : ")");
+    }
+    PyErr_Format(PyExc_ValueError, "%s: %s: expected shape %s, got %s", fn, name, want, got);
+    return -1;
+}
+
+/* Parses an int or a sequence of ints into out[count]; a single int is repeated. Values
+ * must lie in [lo, MAX_HYPER]. */
+static int parse_ints(PyObject *obj, const char *fn, const char *name, int64_t *out, int count,
+                      int64_t lo) {
+    if (PyLong_Check(obj)) {
+        long long v = PyLong_AsLongLong(obj);
+        if (v == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            v = MAX_HYPER + 1;
+        }
+        for (int i = 0; i < count; i++) {
+            out[i] = v;
+        }
+    } else if (PySequence_Check(obj) && !PyUnicode_Check(obj) && PySequence_Size(obj) == count) {
+        for (int i = 0; i < count; i++) {
+            PyObject *item = PySequence_GetItem(obj, i);
+            if (!item) {
+                return -1;
+            }
+            if (!PyLong_Check(item)) {
+                Py_DECREF(item);
+                PyErr_Format(PyExc_TypeError, "%s: %s: expected integers, got %s", fn, name,
+                             Py_TYPE(item)->tp_name);
+                return -1;
+            }
+            long long v = PyLong_AsLongLong(item);
+            Py_DECREF(item);
+            if (v == -1 && PyErr_Occurred()) {
+                PyErr_Clear();
+                v = MAX_HYPER + 1;
+            }
+            out[i] = v;
+        }
+    } else {
+        PyErr_Format(PyExc_TypeError, "%s: %s: expected an int or %d ints, got %R", fn, name,
+                     count, obj);
+        return -1;
+    }
+    for (int i = 0; i < count; i++) {
+        if (out[i] < lo || out[i] > MAX_HYPER) {
+            PyErr_Format(PyExc_ValueError, "%s: %s: expected values in [%lld, %d], got %R", fn,
+                         name, (long long)lo, MAX_HYPER, obj);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Padding as an int, (pad_h, pad_w), or (top, bottom, left, right). */
+static int parse_padding(PyObject *obj, const char *fn, int64_t pad[4]) {
+    if (PySequence_Check(obj) && !PyUnicode_Check(obj) && PySequence_Size(obj) == 4) {
+        return parse_ints(obj, fn, "padding", pad, 4, 0);
+    }
+    int64_t hw[2];
+    if (PyLong_Check(obj) || (PySequence_Check(obj) && PySequence_Size(obj) == 2)) {
+        if (parse_ints(obj, fn, "padding", hw, 2, 0) < 0) {
+            return -1;
+        }
+        pad[0] = pad[1] = hw[0];
+        pad[2] = pad[3] = hw[1];
+        return 0;
+    }
+    PyErr_Clear();
+    PyErr_Format(PyExc_TypeError,
+                 "%s: padding: expected an int, (pad_h, pad_w) or (top, bottom, left, right), "
+                 "got %R",
+                 fn, obj);
+    return -1;
+}
+
+/* A shape tuple of 4 non-negative ints, e.g. the input shape a backward must produce. */
+static int parse_shape4(PyObject *obj, const char *fn, const char *name, npy_intp dims[4]) {
+    if (!PySequence_Check(obj) || PySequence_Size(obj) != 4) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s: %s: expected a 4-tuple (N, C, H, W), got %R", fn,
+                     name, obj);
+        return -1;
+    }
+    for (int i = 0; i < 4; i++) {
+        PyObject *item = PySequence_GetItem(obj, i);
+        if (!item) {
+            return -1;
+        }
+        long long v = PyLong_Check(item) ? PyLong_AsLongLong(item) : -1;
+        Py_DECREF(item);
+        if (PyErr_Occurred() || v < 0 || v > ((long long)1 << 40)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_ValueError,
+                         "%s: %s: expected 4 non-negative ints (N, C, H, W), got %R", fn, name,
+                         obj);
+            return -1;
+        }
+        dims[i] = (npy_intp)v;
+    }
+    return 0;
+}
+
+/* 0 if the product of dims fits in a NumPy array, else -1 with ValueError. */
+static int check_size(const npy_intp *dims, int ndim, const char *fn, const char *what) {
+    npy_intp total = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (dims[i] < 0 || (dims[i] > 0 && total > NPY_MAX_INTP / dims[i])) {
+            PyErr_Format(PyExc_ValueError, "%s: %s would have too many elements", fn, what);
+            return -1;
+        }
+        total *= dims[i];
+    }
+    return 0;
+}
+
+static int check_status(wt_status status, const char *fn) {
+    if (status == WT_OK) {
+        return 0;
+    }
+    PyErr_Format(PyExc_ValueError, "%s: %s", fn, wt_status_string(status));
+    return -1;
+}
+
+static float *f32(PyArrayObject *a) {
+    return a ? (float *)PyArray_DATA(a) : NULL;
+}
+
+/* Scratch memory for a kernel; NULL with MemoryError set on failure. A zero size gives a
+ * valid one-float block so the caller need not special-case it. */
+static float *alloc_workspace(size_t floats) {
+    if (floats > (size_t)PY_SSIZE_T_MAX / sizeof(float)) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    float *ws = PyMem_RawMalloc((floats ? floats : 1) * sizeof(float));
+    if (!ws) {
+        PyErr_NoMemory();
+    }
+    return ws;
+}
+
+/* ---------------------------------------------------------------- convolution */
+
+/* Fills a conv2d_shape from x's and weight's dims and the hyperparameters, with messages
+ * that name what does not fit. */
+static int conv_shape(conv2d_shape *s, const char *fn, const npy_intp *xd, const npy_intp *wd,
+                      PyObject *stride, PyObject *padding, PyObject *dilation, long groups) {
+    int64_t st[2], dl[2], pad[4];
+    if (parse_ints(stride, fn, "stride", st, 2, 1) < 0 ||
+        parse_ints(dilation, fn, "dilation", dl, 2, 1) < 0 || parse_padding(padding, fn, pad) < 0) {
+        return -1;
+    }
+    if (groups < 1 || groups > MAX_HYPER) {
+        PyErr_Format(PyExc_ValueError, "%s: groups: expected a positive int, got %ld", fn, groups);
+        return -1;
+    }
+    if (xd[1] % groups != 0 || wd[0] % groups != 0) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s: groups=%ld must divide the input channels (%lld) and the output "
+                     "channels (%lld)",
+                     fn, groups, (long long)xd[1], (long long)wd[0]);
+        return -1;
+    }
+    if (wd[1] != xd[1] / groups || wd[0] == 0 || wd[2] == 0 || wd[3] == 0) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s: weight: expected shape (OC, %lld, KH, KW) with OC, KH, KW >= 1 for %lld "
+                     "input channels and groups=%ld, got (%lld, %lld, %lld, %lld)",
+                     fn, (long long)(xd[1] / groups), (long long)xd[1], groups, (long long)wd[0],
+                     (long long)wd[1], (long long)wd[2], (long long)wd[3]);
+        return -1;
+    }
+    if (xd[1] == 0 || xd[2] == 0 || xd[3] == 0) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s: x: expected C, H and W >= 1, got (%lld, %lld, %lld, %lld)", fn,
+                     (long long)xd[0], (long long)xd[1], (long long)xd[2], (long long)xd[3]);
+        return -1;
+    }
+    *s = (conv2d_shape){.n = xd[0], .c = xd[1], .h = xd[2], .w = xd[3], .oc = wd[0],
+                        .kh = wd[2], .kw = wd[3], .stride_h = st[0], .stride_w = st[1],
+                        .pad_top = pad[0], .pad_bottom = pad[1], .pad_left = pad[2],
+                        .pad_right = pad[3], .dilation_h = dl[0], .dilation_w = dl[1],
+                        .groups = groups};
+    wt_status status = conv2d_shape_init(s);
+    if (status == WT_ERR_SHAPE) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s: the padded input (%lld x %lld) is smaller than the dilated kernel "
+                     "(%lld x %lld): the output would be empty",
+                     fn, (long long)(s->h + pad[0] + pad[1]), (long long)(s->w + pad[2] + pad[3]),
+                     (long long)(dl[0] * (s->kh - 1) + 1), (long long)(dl[1] * (s->kw - 1) + 1));
+        return -1;
+    }
+    if (check_status(status, fn) < 0) {
+        return -1;
+    }
+    npy_intp yd[4] = {s->n, s->oc, s->oh, s->ow};
+    return check_size(yd, 4, fn, "the output");
+}
+
+#define CONV_KWARGS "stride", "padding", "dilation", "groups"
+
+static PyObject *py_conv2d_forward(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
+    static const char *fn = "conv2d_forward";
+    static char *kwlist[] = {"x", "weight", "bias", CONV_KWARGS, NULL};
+    PyObject *x_obj, *w_obj, *b_obj = Py_None, *stride = NULL, *padding = NULL, *dilation = NULL;
+    long groups = 1;
+    PyArrayObject *x = NULL, *w = NULL, *b = NULL, *y = NULL;
+    float *ws = NULL;
+    int failed = 0;
+    PyObject *one = PyLong_FromLong(1), *zero = PyLong_FromLong(0);
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|OOOOl:conv2d_forward", kwlist, &x_obj, &w_obj,
+                                     &b_obj, &stride, &padding, &dilation, &groups)) {
+        goto cleanup;
+    }
+    if (!(x = input_f32(x_obj, fn, "x", 4, "(N, C, H, W)")) ||
+        !(w = input_f32(w_obj, fn, "weight", 4, "(OC, C/groups, KH, KW)"))) {
+        goto cleanup;
+    }
+    b = optional_f32(b_obj, fn, "bias", 1, "(OC,)", &failed);
+    if (failed) {
+        goto cleanup;
+    }
+    conv2d_shape s;
+    if (conv_shape(&s, fn, PyArray_DIMS(x), PyArray_DIMS(w), stride ? stride : one,
+                   padding ? padding : zero, dilation ? dilation : one, groups) < 0) {
+        goto cleanup;
+    }
+    npy_intp bd[1] = {s.oc};
+    if (b && expect_shape(b, fn, "bias", 1, bd) < 0) {
+        goto cleanup;
+    }
+    npy_intp yd[4] = {s.n, s.oc, s.oh, s.ow};
+    if (!(y = (PyArrayObject *)PyArray_SimpleNew(4, yd, NPY_FLOAT32)) ||
+        !(ws = alloc_workspace(conv2d_workspace_size(&s)))) {
+        Py_CLEAR(y);
+        goto cleanup;
+    }
+    wt_status status;
+    RUN_KERNEL(status, conv2d_forward(f32(y), ws, f32(x), f32(w), f32(b), &s));
+    if (check_status(status, fn) < 0) {
+        Py_CLEAR(y);
+    }
+cleanup:
+    PyMem_RawFree(ws);
+    Py_XDECREF(one);
+    Py_XDECREF(zero);
+    Py_XDECREF(x);
+    Py_XDECREF(w);
+    Py_XDECREF(b);
+    return (PyObject *)y;
+}
+
+static PyObject *py_conv2d_backward_data(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
+    static const char *fn = "conv2d_backward_data";
+    static char *kwlist[] = {"grad_out", "weight", "input_shape", CONV_KWARGS, NULL};
+    PyObject *dy_obj, *w_obj, *shape_obj, *stride = NULL, *padding = NULL, *dilation = NULL;
+    long groups = 1;
+    PyArrayObject *dy = NULL, *w = NULL, *dx = NULL;
+    float *ws = NULL;
+    PyObject *one = PyLong_FromLong(1), *zero = PyLong_FromLong(0);
+    npy_intp xd[4];
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO|OOOl:conv2d_backward_data", kwlist, &dy_obj,
+                                     &w_obj, &shape_obj, &stride, &padding, &dilation, &groups)) {
+        goto cleanup;
+    }
+    if (!(dy = input_f32(dy_obj, fn, "grad_out", 4, "(N, OC, OH, OW)")) ||
+        !(w = input_f32(w_obj, fn, "weight", 4, "(OC, C/groups, KH, KW)")) ||
+        parse_shape4(shape_obj, fn, "input_shape", xd) < 0) {
+        goto cleanup;
+    }
+    conv2d_shape s;
+    if (conv_shape(&s, fn, xd, PyArray_DIMS(w), stride ? stride : one, padding ? padding : zero,
+                   dilation ? dilation : one, groups) < 0) {
+        goto cleanup;
+    }
+    npy_intp yd[4] = {s.n, s.oc, s.oh, s.ow};
+    if (expect_shape(dy, fn, "grad_out", 4, yd) < 0 || check_size(xd, 4, fn, "grad_in") < 0) {
+        goto cleanup;
+    }
+    if (!(dx = (PyArrayObject *)PyArray_ZEROS(4, xd, NPY_FLOAT32, 0)) ||
+        !(ws = alloc_workspace(conv2d_workspace_size(&s)))) {
+        Py_CLEAR(dx);
+        goto cleanup;
+    }
+    wt_status status;
+    RUN_KERNEL(status, conv2d_backward_data(f32(dx), ws, f32(dy), f32(w), &s));
+    if (check_status(status, fn) < 0) {
+        Py_CLEAR(dx);
+    }
+cleanup:
+    PyMem_RawFree(ws);
+    Py_XDECREF(one);
+    Py_XDECREF(zero);
+    Py_XDECREF(dy);
+    Py_XDECREF(w);
+    return (PyObject *)dx;
+}
+
+static PyObject *py_conv2d_backward_weight(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
+    static const char *fn = "conv2d_backward_weight";
+    static char *kwlist[] = {"grad_out", "x", "grad_weight", "grad_bias", CONV_KWARGS, NULL};
+    PyObject *dy_obj, *x_obj, *dw_obj, *db_obj = Py_None;
+    PyObject *stride = NULL, *padding = NULL, *dilation = NULL, *result = NULL;
+    long groups = 1;
+    PyArrayObject *dy = NULL, *x = NULL, *dw = NULL, *db = NULL;
+    float *ws = NULL;
+    int failed = 0;
+    PyObject *one = PyLong_FromLong(1), *zero = PyLong_FromLong(0);
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO|OOOOl:conv2d_backward_weight", kwlist,
+                                     &dy_obj, &x_obj, &dw_obj, &db_obj, &stride, &padding,
+                                     &dilation, &groups)) {
+        goto cleanup;
+    }
+    if (!(dy = input_f32(dy_obj, fn, "grad_out", 4, "(N, OC, OH, OW)")) ||
+        !(x = input_f32(x_obj, fn, "x", 4, "(N, C, H, W)")) ||
+        !(dw = inplace_f32(dw_obj, fn, "grad_weight"))) {
+        goto cleanup;
+    }
+    db = optional_inplace_f32(db_obj, fn, "grad_bias", &failed);
+    if (failed) {
+        goto cleanup;
+    }
+    if (PyArray_NDIM(dw) != 4) {
+        char shape[160];
+        format_shape(shape, sizeof(shape), dw);
+        PyErr_Format(PyExc_ValueError,
+                     "%s: grad_weight: expected a 4-D array (OC, C/groups, KH, KW), got shape %s",
+                     fn, shape);
+        goto cleanup;
+    }
+    conv2d_shape s;
+    if (conv_shape(&s, fn, PyArray_DIMS(x), PyArray_DIMS(dw), stride ? stride : one,
+                   padding ? padding : zero, dilation ? dilation : one, groups) < 0) {
+        goto cleanup;
+    }
+    npy_intp yd[4] = {s.n, s.oc, s.oh, s.ow}, bd[1] = {s.oc};
+    if (expect_shape(dy, fn, "grad_out", 4, yd) < 0 ||
+        (db && expect_shape(db, fn, "grad_bias", 1, bd) < 0)) {
+        goto cleanup;
+    }
+    if (!(ws = alloc_workspace(conv2d_workspace_size(&s)))) {
+        goto cleanup;
+    }
+    wt_status status;
+    RUN_KERNEL(status, conv2d_backward_weight(f32(dw), f32(db), ws, f32(dy), f32(x), &s));
+    if (check_status(status, fn) == 0) {
+        result = Py_NewRef(Py_None);
+    }
+cleanup:
+    PyMem_RawFree(ws);
+    Py_XDECREF(one);
+    Py_XDECREF(zero);
+    Py_XDECREF(dy);
+    Py_XDECREF(x);
+    Py_XDECREF(dw);
+    Py_XDECREF(db);
+    return result;
+}
+
+/* ---------------------------------------------------------------- pooling */
+
+/* Fills a pool2d_shape; stride None means stride = kernel size, as in PyTorch. */
+static int pool_shape(pool2d_shape *s, const char *fn, const npy_intp *xd, PyObject *kernel,
+                      PyObject *stride, PyObject *padding, PyObject *dilation, int ceil_mode) {
+    int64_t k[2], st[2], pad[2], dl[2] = {1, 1};
+    if (parse_ints(kernel, fn, "kernel_size", k, 2, 1) < 0) {
+        return -1;
+    }
+    if (stride == NULL || stride == Py_None) {
+        st[0] = k[0];
+        st[1] = k[1];
+    } else if (parse_ints(stride, fn, "stride", st, 2, 1) < 0) {
+        return -1;
+    }
+    if ((padding && parse_ints(padding, fn, "padding", pad, 2, 0) < 0) ||
+        (dilation && parse_ints(dilation, fn, "dilation", dl, 2, 1) < 0)) {
+        return -1;
+    }
+    if (!padding) {
+        pad[0] = pad[1] = 0;
+    }
+    if (2 * pad[0] > k[0] || 2 * pad[1] > k[1]) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s: padding should be at most half the kernel size, got padding (%lld, "
+                     "%lld) for kernel (%lld, %lld)",
+                     fn, (long long)pad[0], (long long)pad[1], (long long)k[0], (long long)k[1]);
+        return -1;
+    }
+    if (xd[2] == 0 || xd[3] == 0) {
+        PyErr_Format(PyExc_ValueError, "%s: x: expected H and W >= 1, got %lld x %lld", fn,
+                     (long long)xd[2], (long long)xd[3]);
+        return -1;
+    }
+    *s = (pool2d_shape){.n = xd[0], .c = xd[1], .h = xd[2], .w = xd[3], .kh = k[0], .kw = k[1],
+                        .stride_h = st[0], .stride_w = st[1], .pad_h = pad[0], .pad_w = pad[1],
+                        .dilation_h = dl[0], .dilation_w = dl[1], .ceil_mode = ceil_mode};
+    if (pool2d_shape_init(s) != WT_OK) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s: the padded input (%lld x %lld) is smaller than the kernel window: the "
+                     "output would be empty",
+                     fn, (long long)(s->h + 2 * pad[0]), (long long)(s->w + 2 * pad[1]));
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *py_max_pool2d_forward(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
+    static const char *fn = "max_pool2d_forward";
+    static char *kwlist[] = {"x", "kernel_size", "stride", "padding", "dilation", "ceil_mode",
+                             NULL};
+    PyObject *x_obj, *kernel, *stride = Py_None, *padding = NULL, *dilation = NULL;
+    PyObject *result = NULL;
+    int ceil_mode = 0;
+    PyArrayObject *x = NULL, *y = NULL, *idx = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|OOOp:max_pool2d_forward", kwlist, &x_obj,
+                                     &kernel, &stride, &padding, &dilation, &ceil_mode) ||
+        !(x = input_f32(x_obj, fn, "x", 4, "(N, C, H, W)"))) {
+        goto cleanup;
+    }
+    pool2d_shape s;
+    if (pool_shape(&s, fn, PyArray_DIMS(x), kernel, stride, padding, dilation, ceil_mode) < 0) {
+        goto cleanup;
+    }
+    npy_intp yd[4] = {s.n, s.c, s.oh, s.ow};
+    if (check_size(yd, 4, fn, "the output") < 0 ||
+        !(y = (PyArrayObject *)PyArray_SimpleNew(4, yd, NPY_FLOAT32)) ||
+        !(idx = (PyArrayObject *)PyArray_SimpleNew(4, yd, NPY_INT64))) {
+        goto cleanup;
+    }
+    wt_status status;
+    RUN_KERNEL(status, maxpool2d_forward(f32(y), (int64_t *)PyArray_DATA(idx), f32(x), &s));
+    if (check_status(status, fn) == 0) {
+        result = PyTuple_Pack(2, y, idx);
+    }
+cleanup:
+    Py_XDECREF(x);
+    Py_XDECREF(y);
+    Py_XDECREF(idx);
+    return result;
+}
+
+static PyObject *py_max_pool2d_backward(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
+    static const char *fn = "max_pool2d_backward";
+    static char *kwlist[] = {"grad_out", "indices", "input_shape", NULL};
+    PyObject *dy_obj, *idx_obj, *shape_obj;
+    PyArrayObject *dy = NULL, *idx = NULL, *dx = NULL;
+    npy_intp xd[4];
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO:max_pool2d_backward", kwlist, &dy_obj,
+                                     &idx_obj, &shape_obj) ||
+        !(dy = input_f32(dy_obj, fn, "grad_out", 4, "(N, C, OH, OW)")) ||
+        !(idx = input_i64(idx_obj, fn, "indices", 4)) ||
+        parse_shape4(shape_obj, fn, "input_shape", xd) < 0 ||
+        expect_shape(idx, fn, "indices", 4, PyArray_DIMS(dy)) < 0) {
+        goto cleanup;
+    }
+    if (PyArray_DIM(dy, 0) != xd[0] || PyArray_DIM(dy, 1) != xd[1]) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s: grad_out: expected N=%lld and C=%lld as in input_shape, got %lld and "
+                     "%lld",
+                     fn, (long long)xd[0], (long long)xd[1], (long long)PyArray_DIM(dy, 0),
+                     (long long)PyArray_DIM(dy, 1));
+        goto cleanup;
+    }
+    if (check_size(xd, 4, fn, "grad_in") < 0 ||
+        !(dx = (PyArrayObject *)PyArray_ZEROS(4, xd, NPY_FLOAT32, 0))) {
+        goto cleanup;
+    }
+    pool2d_shape s = {.n = xd[0], .c = xd[1], .h = xd[2], .w = xd[3],
+                      .oh = PyArray_DIM(dy, 2), .ow = PyArray_DIM(dy, 3)};
+    wt_status status;
+    RUN_KERNEL(status, maxpool2d_backward(f32(dx), f32(dy), (int64_t *)PyArray_DATA(idx), &s));
+    if (status == WT_ERR_VALUE) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s: indices: expected flat positions in [0, H*W) = [0, %lld), found one "
+                     "outside",
+                     fn, (long long)(xd[2] * xd[3]));
+        Py_CLEAR(dx);
+    } else if (check_status(status, fn) < 0) {
+        Py_CLEAR(dx);
+    }
+cleanup:
+    Py_XDECREF(dy);
+    Py_XDECREF(idx);
+    return (PyObject *)dx;
+}
+
+static PyObject *py_avg_pool2d_forward(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
+    static const char *fn = "avg_pool2d_forward";
+    static char *kwlist[] = {"x", "kernel_size", "stride", "padding", "ceil_mode",
+                             "count_include_pad", NULL};
+    PyObject *x_obj, *kernel, *stride = Py_None, *padding = NULL;
+    int ceil_mode = 0, count_include_pad = 1;
+    PyArrayObject *x = NULL, *y = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|OOpp:avg_pool2d_forward", kwlist, &x_obj,
+                                     &kernel, &stride, &padding, &ceil_mode, &count_include_pad) ||
+        !(x = input_f32(x_obj, fn, "x", 4, "(N, C, H, W)"))) {
+        goto cleanup;
+    }
+    pool2d_shape s;
+    if (pool_shape(&s, fn, PyArray_DIMS(x), kernel, stride, padding, NULL, ceil_mode) < 0) {
+        goto cleanup;
+    }
+    npy_intp yd[4] = {s.n, s.c, s.oh, s.ow};
+    if (check_size(yd, 4, fn, "the output") < 0 ||
+        !(y = (PyArrayObject *)PyArray_SimpleNew(4, yd, NPY_FLOAT32))) {
+        goto cleanup;
+    }
+    wt_status status;
+    RUN_KERNEL(status, avgpool2d_forward(f32(y), f32(x), &s, count_include_pad));
+    if (check_status(status, fn) < 0) {
+        Py_CLEAR(y);
+    }
+cleanup:
+    Py_XDECREF(x);
+    return (PyObject *)y;
+}
+
+static PyObject *py_avg_pool2d_backward(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
+    static const char *fn = "avg_pool2d_backward";
+    static char *kwlist[] = {"grad_out", "input_shape", "kernel_size", "stride", "padding",
+                             "ceil_mode", "count_include_pad", NULL};
+    PyObject *dy_obj, *shape_obj, *kernel, *stride = Py_None, *padding = NULL;
+    int ceil_mode = 0, count_include_pad = 1;
+    PyArrayObject *dy = NULL, *dx = NULL;
+    npy_intp xd[4];
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO|OOpp:avg_pool2d_backward", kwlist, &dy_obj,
+                                     &shape_obj, &kernel, &stride, &padding, &ceil_mode,
+                                     &count_include_pad) ||
+        !(dy = input_f32(dy_obj, fn, "grad_out", 4, "(N, C, OH, OW)")) ||
+        parse_shape4(shape_obj, fn, "input_shape", xd) < 0) {
+        goto cleanup;
+    }
+    pool2d_shape s;
+    if (pool_shape(&s, fn, xd, kernel, stride, padding, NULL, ceil_mode) < 0) {
+        goto cleanup;
+    }
+    npy_intp yd[4] = {s.n, s.c, s.oh, s.ow};
+    if (expect_shape(dy, fn, "grad_out", 4, yd) < 0 || check_size(xd, 4, fn, "grad_in") < 0 ||
+        !(dx = (PyArrayObject *)PyArray_ZEROS(4, xd, NPY_FLOAT32, 0))) {
+        goto cleanup;
+    }
+    wt_status status;
+    RUN_KERNEL(status, avgpool2d_backward(f32(dx), f32(dy), &s, count_include_pad));
+    if (check_status(status, fn) < 0) {
+        Py_CLEAR(dx);
+    }
+cleanup:
+    Py_XDECREF(dy);
+    return (PyObject *)dx;
+}
+
+static PyObject *py_global_avg_pool2d_forward(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
+    static const char *fn = "global_avg_pool2d_forward";
+    static char *kwlist[] = {"x", NULL};
+    PyObject *x_obj;
+    PyArrayObject *x = NULL, *y = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O:global_avg_pool2d_forward", kwlist, &x_obj) ||
+        !(x = input_f32(x_obj, fn, "x", 4, "(N, C, H, W)"))) {
+        goto cleanup;
+    }
+    const npy_intp *xd = PyArray_DIMS(x);
+    if (xd[2] == 0 || xd[3] == 0) {
+        PyErr_Format(PyExc_ValueError, "%s: x: expected H and W >= 1, got %lld x %lld", fn,
+                     (long long)xd[2], (long long)xd[3]);
+        goto cleanup;
+    }
+    npy_intp yd[4] = {xd[0], xd[1], 1, 1};
+    if (!(y = (PyArrayObject *)PyArray_SimpleNew(4, yd, NPY_FLOAT32))) {
+        goto cleanup;
+    }
+    wt_status status;
+    RUN_KERNEL(status, global_avgpool_forward(f32(y), f32(x), xd[0] * xd[1], xd[2] * xd[3]));
+    if (check_status(status, fn) < 0) {
+        Py_CLEAR(y);
+    }
+cleanup:
+    Py_XDECREF(x);
+    return (PyObject *)y;
+}
+
+static PyObject *py_global_avg_pool2d_backward(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
+    static const char *fn = "global_avg_pool2d_backward";
+    static char *kwlist[] = {"grad_out", "input_shape", NULL};
+    PyObject *dy_obj, *shape_obj;
+    PyArrayObject *dy = NULL, *dx = NULL;
+    npy_intp xd[4];
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO:global_avg_pool2d_backward", kwlist, &dy_obj,
+                                     &shape_obj) ||
+        !(dy = input_f32(dy_obj, fn, "grad_out", 4, "(N, C, 1, 1)")) ||
+        parse_shape4(shape_obj, fn, "input_shape", xd) < 0) {
+        goto cleanup;
+    }
+    npy_intp yd[4] = {xd[0], xd[1], 1, 1};
+    if (xd[2] == 0 || xd[3] == 0) {
+        PyErr_Format(PyExc_ValueError, "%s: input_shape: expected H and W >= 1, got %lld x %lld",
+                     fn, (long long)xd[2], (long long)xd[3]);
+        goto cleanup;
+    }
+    if (expect_shape(dy, fn, "grad_out", 4, yd) < 0 || check_size(xd, 4, fn, "grad_in") < 0 ||
+        !(dx = (PyArrayObject *)PyArray_ZEROS(4, xd, NPY_FLOAT32, 0))) {
+        goto cleanup;
+    }
+    wt_status status;
+    RUN_KERNEL(status, global_avgpool_backward(f32(dx), f32(dy), xd[0] * xd[1], xd[2] * xd[3]));
+    if (check_status(status, fn) < 0) {
+        Py_CLEAR(dx);
+    }
+cleanup:
+    Py_XDECREF(dy);
+    return (PyObject *)dx;
+}
+
+/* ---------------------------------------------------------------- batch norm */
+
+/* Checks that each non-NULL per-channel array has shape (c,). */
+static int expect_channels(const char *fn, npy_intp c, PyArrayObject **arrays,
+                           const char **names, int count) {
+    npy_intp cd[1] = {c};
+    for (int i = 0; i < count; i++) {
+        if (arrays[i] && expect_shape(arrays[i], fn, names[i], 1, cd) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int check_eps(const char *fn, double eps) {
+    if (!(eps > 0.0) || !isfinite(eps)) {
+        PyErr_Format(PyExc_ValueError, "%s: eps: expected a positive number, got %g", fn, eps);
+        return -1;
+    }
+    return 0;
+}
+
+static int check_momentum(const char *fn, double momentum) {
+    if (!(momentum >= 0.0 && momentum <= 1.0)) {
+        PyErr_Format(PyExc_ValueError, "%s: momentum: expected a number in [0, 1], got %g", fn,
+                     momentum);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *py_batch_norm2d_forward_train(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
+    static const char *fn = "batch_norm2d_forward_train";
+    static char *kwlist[] = {"x", "weight", "bias", "running_mean", "running_var", "momentum",
+                             "eps", NULL};
+    PyObject *x_obj, *w_obj = Py_None, *b_obj = Py_None, *rm_obj = Py_None, *rv_obj = Py_None;
+    PyObject *result = NULL;
+    double momentum = 0.1, eps = 1e-5;
+    int failed = 0;
+    PyArrayObject *x = NULL, *w = NULL, *b = NULL, *rm = NULL, *rv = NULL;
+    PyArrayObject *y = NULL, *mean = NULL, *invstd = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|OOOOdd:batch_norm2d_forward_train", kwlist,
+                                     &x_obj, &w_obj, &b_obj, &rm_obj, &rv_obj, &momentum, &eps) ||
+        check_eps(fn, eps) < 0 || check_momentum(fn, momentum) < 0 ||
+        !(x = input_f32(x_obj, fn, "x", 4, "(N, C, H, W)"))) {
+        goto cleanup;
+    }
+    w = optional_f32(w_obj, fn, "weight", 1, "(C,)", &failed);
+    b = failed ? NULL : optional_f32(b_obj, fn, "bias", 1, "(C,)", &failed);
+    rm = failed ? NULL : optional_inplace_f32(rm_obj, fn, "running_mean", &failed);
+    rv = failed ? NULL : optional_inplace_f32(rv_obj, fn, "running_var", &failed);
+    const npy_intp *xd = PyArray_DIMS(x);
+    PyArrayObject *per_channel[4] = {w, b, rm, rv};
+    const char *names[4] = {"weight", "bias", "running_mean", "running_var"};
+    if (failed || expect_channels(fn, xd[1], per_channel, names, 4) < 0) {
+        goto cleanup;
+    }
+    if (xd[0] * xd[2] * xd[3] < 2) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s: expected more than 1 value per channel when training, got input shape "
+                     "(%lld, %lld, %lld, %lld)",
+                     fn, (long long)xd[0], (long long)xd[1], (long long)xd[2], (long long)xd[3]);
+        goto cleanup;
+    }
+    npy_intp cd[1] = {xd[1]};
+    if (!(y = (PyArrayObject *)PyArray_SimpleNew(4, xd, NPY_FLOAT32)) ||
+        !(mean = (PyArrayObject *)PyArray_SimpleNew(1, cd, NPY_FLOAT32)) ||
+        !(invstd = (PyArrayObject *)PyArray_SimpleNew(1, cd, NPY_FLOAT32))) {
+        goto cleanup;
+    }
+    wt_status status;
+    RUN_KERNEL(status, batchnorm2d_forward_train(f32(y), f32(mean), f32(invstd), f32(rm),
+                                                 f32(rv), f32(x), f32(w), f32(b), xd[0], xd[1],
+                                                 xd[2] * xd[3], (float)momentum, (float)eps));
+    if (check_status(status, fn) == 0) {
+        result = PyTuple_Pack(3, y, mean, invstd);
+    }
+cleanup:
+    Py_XDECREF(x);
+    Py_XDECREF(w);
+    Py_XDECREF(b);
+    Py_XDECREF(rm);
+    Py_XDECREF(rv);
+    Py_XDECREF(y);
+    Py_XDECREF(mean);
+    Py_XDECREF(invstd);
+    return result;
+}
+
+static PyObject *py_batch_norm2d_forward_eval(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
+    static const char *fn = "batch_norm2d_forward_eval";
+    static char *kwlist[] = {"x", "weight", "bias", "running_mean", "running_var", "eps", NULL};
+    PyObject *x_obj, *w_obj, *b_obj, *rm_obj, *rv_obj;
+    double eps = 1e-5;
+    int failed = 0;
+    PyArrayObject *x = NULL, *w = NULL, *b = NULL, *rm = NULL, *rv = NULL, *y = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOO|d:batch_norm2d_forward_eval", kwlist,
+                                     &x_obj, &w_obj, &b_obj, &rm_obj, &rv_obj, &eps) ||
+        check_eps(fn, eps) < 0 ||
+        !(x = input_f32(x_obj, fn, "x", 4, "(N, C, H, W)")) ||
+        !(rm = input_f32(rm_obj, fn, "running_mean", 1, "(C,)")) ||
+        !(rv = input_f32(rv_obj, fn, "running_var", 1, "(C,)"))) {
+        goto cleanup;
+    }
+    w = optional_f32(w_obj, fn, "weight", 1, "(C,)", &failed);
+    b = failed ? NULL : optional_f32(b_obj, fn, "bias", 1, "(C,)", &failed);
+    const npy_intp *xd = PyArray_DIMS(x);
+    PyArrayObject *per_channel[4] = {w, b, rm, rv};
+    const char *names[4] = {"weight", "bias", "running_mean", "running_var"};
+    if (failed || expect_channels(fn, xd[1], per_channel, names, 4) < 0 ||
+        !(y = (PyArrayObject *)PyArray_SimpleNew(4, xd, NPY_FLOAT32))) {
+        goto cleanup;
+    }
+    wt_status status;
+    RUN_KERNEL(status, batchnorm2d_forward_eval(f32(y), f32(x), f32(rm), f32(rv), f32(w), f32(b),
+                                                xd[0], xd[1], xd[2] * xd[3], (float)eps));
+    if (check_status(status, fn) < 0) {
+        Py_CLEAR(y);
+    }
+cleanup:
+    Py_XDECREF(x);
+    Py_XDECREF(w);
+    Py_XDECREF(b);
+    Py_XDECREF(rm);
+    Py_XDECREF(rv);
+    return (PyObject *)y;
+}
+
+static PyObject *py_batch_norm2d_backward(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
+    static const char *fn = "batch_norm2d_backward";
+    static char *kwlist[] = {"grad_out", "x", "weight", "mean", "invstd", "grad_weight",
+                             "grad_bias", "training", "need_input_grad", NULL};
+    PyObject *dy_obj, *x_obj, *w_obj, *m_obj, *is_obj, *dw_obj = Py_None, *db_obj = Py_None;
+    PyObject *result = NULL;
+    int training = 1, need_input_grad = 1, failed = 0;
+    PyArrayObject *dy = NULL, *x = NULL, *w = NULL, *m = NULL, *is = NULL, *dw = NULL, *db = NULL;
+    PyArrayObject *dx = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOO|OOpp:batch_norm2d_backward", kwlist,
+                                     &dy_obj, &x_obj, &w_obj, &m_obj, &is_obj, &dw_obj, &db_obj,
+                                     &training, &need_input_grad) ||
+        !(dy = input_f32(dy_obj, fn, "grad_out", 4, "(N, C, H, W)")) ||
+        !(x = input_f32(x_obj, fn, "x", 4, "(N, C, H, W)")) ||
+        !(m = input_f32(m_obj, fn, "mean", 1, "(C,)")) ||
+        !(is = input_f32(is_obj, fn, "invstd", 1, "(C,)"))) {
+        goto cleanup;
+    }
+    w = optional_f32(w_obj, fn, "weight", 1, "(C,)", &failed);
+    dw = failed ? NULL : optional_inplace_f32(dw_obj, fn, "grad_weight", &failed);
+    db = failed ? NULL : optional_inplace_f32(db_obj, fn, "grad_bias", &failed);
+    const npy_intp *xd = PyArray_DIMS(x);
+    PyArrayObject *per_channel[5] = {w, m, is, dw, db};
+    const char *names[5] = {"weight", "mean", "invstd", "grad_weight", "grad_bias"};
+    if (failed || expect_shape(dy, fn, "grad_out", 4, xd) < 0 ||
+        expect_channels(fn, xd[1], per_channel, names, 5) < 0) {
+        goto cleanup;
+    }
+    if (need_input_grad && !(dx = (PyArrayObject *)PyArray_ZEROS(4, xd, NPY_FLOAT32, 0))) {
+        goto cleanup;
+    }
+    wt_status status;
+    RUN_KERNEL(status, batchnorm2d_backward(f32(dx), f32(dw), f32(db), f32(dy), f32(x), f32(w),
+                                            f32(m), f32(is), xd[0], xd[1], xd[2] * xd[3],
+                                            training));
+    if (check_status(status, fn) == 0) {
+        result = dx ? Py_NewRef(dx) : Py_NewRef(Py_None);
+    }
+cleanup:
+    Py_XDECREF(dy);
+    Py_XDECREF(x);
+    Py_XDECREF(w);
+    Py_XDECREF(m);
+    Py_XDECREF(is);
+    Py_XDECREF(dw);
+    Py_XDECREF(db);
+    Py_XDECREF(dx);
+    return result;
+}
+
+/* ---------------------------------------------------------------- activations */
+
+static PyObject *clamp_forward_py(PyObject *args, PyObject *kw, const char *fn, float cap) {
+    static char *kwlist[] = {"x", NULL};
+    PyObject *x_obj;
+    PyArrayObject *x = NULL, *y = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O", kwlist, &x_obj)) {
+        return NULL;
+    }
+    if (PyArray_Check(x_obj) && PyArray_TYPE((PyArrayObject *)x_obj) != NPY_FLOAT32) {
+        PyErr_Format(PyExc_TypeError, "%s: x: expected a float32 array, got dtype %s", fn,
+                     PyArray_DESCR((PyArrayObject *)x_obj)->typeobj->tp_name);
+        return NULL;
+    }
+    x = (PyArrayObject *)PyArray_FROM_OTF(x_obj, NPY_FLOAT32, NPY_ARRAY_IN_ARRAY);
+    if (!x) {
+        return NULL;
+    }
+    y = (PyArrayObject *)PyArray_SimpleNew(PyArray_NDIM(x), PyArray_DIMS(x), NPY_FLOAT32);
+    if (y) {
+        wt_status status;
+        RUN_KERNEL(status, clamp_forward(f32(y), f32(x), PyArray_SIZE(x), cap));
+        (void)status;
+    }
+    Py_DECREF(x);
+    return (PyObject *)y;
+}
+
+static PyObject *clamp_backward_py(PyObject *args, PyObject *kw, const char *fn, float cap) {
+    static char *kwlist[] = {"grad_out", "y", NULL};
+    PyObject *dy_obj, *y_obj;
+    PyArrayObject *dy = NULL, *y = NULL, *dx = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO", kwlist, &dy_obj, &y_obj)) {
+        return NULL;
+    }
+    int ndim = PyArray_Check(y_obj) ? PyArray_NDIM((PyArrayObject *)y_obj) : 1;
+    if (!(y = input_f32(y_obj, fn, "y", ndim, "(the forward output)")) ||
+        !(dy = input_f32(dy_obj, fn, "grad_out", ndim, "(shaped like y)")) ||
+        expect_shape(dy, fn, "grad_out", ndim, PyArray_DIMS(y)) < 0 ||
+        !(dx = (PyArrayObject *)PyArray_ZEROS(ndim, PyArray_DIMS(y), NPY_FLOAT32, 0))) {
+        goto cleanup;
+    }
+    wt_status status;
+    RUN_KERNEL(status, clamp_backward(f32(dx), f32(dy), f32(y), PyArray_SIZE(y), cap));
+    (void)status;
+cleanup:
+    Py_XDECREF(dy);
+    Py_XDECREF(y);
+    return (PyObject *)dx;
+}
+
+static PyObject *py_relu_forward(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
+    return clamp_forward_py(args, kw, "relu_forward", INFINITY);
+}
+
+static PyObject *py_relu_backward(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
+    return clamp_backward_py(args, kw, "relu_backward", INFINITY);
+}
+
+static PyObject *py_relu6_forward(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
+    return clamp_forward_py(args, kw, "relu6_forward", 6.0f);
+}
+
+static PyObject *py_relu6_backward(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
+    return clamp_backward_py(args, kw, "relu6_backward", 6.0f);
+}
+
+static PyObject *py_add(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
+    static const char *fn = "add";
+    static char *kwlist[] = {"a", "b", NULL};
+    PyObject *a_obj, *b_obj;
+    PyArrayObject *a = NULL, *b = NULL, *y = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO:add", kwlist, &a_obj, &b_obj)) {
+        return NULL;
+    }
+    int ndim = PyArray_Check(a_obj) ? PyArray_NDIM((PyArrayObject *)a_obj) : 1;
+    if (!(a = input_f32(a_obj, fn, "a", ndim, "")) ||
+        !(b = input_f32(b_obj, fn, "b", ndim, "(shaped like a)")) ||
+        expect_shape(b, fn, "b", ndim, PyArray_DIMS(a)) < 0 ||
+        !(y = (PyArrayObject *)PyArray_SimpleNew(ndim, PyArray_DIMS(a), NPY_FLOAT32))) {
+        goto cleanup;
+    }
+    wt_status status;
+    RUN_KERNEL(status, add_forward(f32(y), f32(a), f32(b), PyArray_SIZE(a)));
+    (void)status;
+cleanup:
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    return (PyObject *)y;
+}
+
+/* ---------------------------------------------------------------- linear */
+
+static PyObject *py_linear_forward(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
+    static const char *fn = "linear_forward";
+    static char *kwlist[] = {"x", "weight", "bias", NULL};
+    PyObject *x_obj, *w_obj, *b_obj = Py_None;
+    int failed = 0;
+    PyArrayObject *x = NULL, *w = NULL, *b = NULL, *y = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|O:linear_forward", kwlist, &x_obj, &w_obj,
+                                     &b_obj) ||
+        !(x = input_f32(x_obj, fn, "x", 2, "(N, IN)")) ||
+        !(w = input_f32(w_obj, fn, "weight", 2, "(OUT, IN)"))) {
+        goto cleanup;
+    }
+    b = optional_f32(b_obj, fn, "bias", 1, "(OUT,)", &failed);
+    npy_intp wd[2] = {PyArray_DIM(w, 0), PyArray_DIM(x, 1)}, bd[1] = {wd[0]};
+    if (failed || expect_shape(w, fn, "weight", 2, wd) < 0 ||
+        (b && expect_shape(b, fn, "bias", 1, bd) < 0)) {
+        goto cleanup;
+    }
+    npy_intp yd[2] = {PyArray_DIM(x, 0), wd[0]};
+    if (!(y = (PyArrayObject *)PyArray_SimpleNew(2, yd, NPY_FLOAT32))) {
+        goto cleanup;
+    }
+    wt_status status;
+    RUN_KERNEL(status, linear_forward(f32(y), f32(x), f32(w), f32(b), yd[0], wd[1], wd[0]));
+    if (check_status(status, fn) < 0) {
+        Py_CLEAR(y);
+    }
+cleanup:
+    Py_XDECREF(x);
+    Py_XDECREF(w);
+    Py_XDECREF(b);
+    return (PyObject *)y;
+}
+
+static PyObject *py_linear_backward(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
+    static const char *fn = "linear_backward";
+    static char *kwlist[] = {"grad_out", "x", "weight", "grad_weight", "grad_bias",
+                             "need_input_grad", NULL};
+    PyObject *dy_obj, *x_obj, *w_obj, *dw_obj = Py_None, *db_obj = Py_None, *result = NULL;
+    int need_input_grad = 1, failed = 0;
+    PyArrayObject *dy = NULL, *x = NULL, *w = NULL, *dw = NULL, *db = NULL, *dx = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO|OOp:linear_backward", kwlist, &dy_obj,
+                                     &x_obj, &w_obj, &dw_obj, &db_obj, &need_input_grad) ||
+        !(dy = input_f32(dy_obj, fn, "grad_out", 2, "(N, OUT)")) ||
+        !(x = input_f32(x_obj, fn, "x", 2, "(N, IN)")) ||
+        !(w = input_f32(w_obj, fn, "weight", 2, "(OUT, IN)"))) {
+        goto cleanup;
+    }
+    dw = optional_inplace_f32(dw_obj, fn, "grad_weight", &failed);
+    db = failed ? NULL : optional_inplace_f32(db_obj, fn, "grad_bias", &failed);
+    const npy_intp n = PyArray_DIM(x, 0), in = PyArray_DIM(x, 1), out = PyArray_DIM(w, 0);
+    npy_intp wd[2] = {out, in}, yd[2] = {n, out}, bd[1] = {out};
+    if (failed || expect_shape(w, fn, "weight", 2, wd) < 0 ||
+        expect_shape(dy, fn, "grad_out", 2, yd) < 0 ||
+        (dw && expect_shape(dw, fn, "grad_weight", 2, wd) < 0) ||
+        (db && expect_shape(db, fn, "grad_bias", 1, bd) < 0)) {
+        goto cleanup;
+    }
+    if (need_input_grad && !(dx = (PyArrayObject *)PyArray_ZEROS(2, PyArray_DIMS(x), NPY_FLOAT32,
+                                                                 0))) {
+        goto cleanup;
+    }
+    wt_status status;
+    RUN_KERNEL(status, linear_backward(f32(dx), f32(dw), f32(db), f32(dy), f32(x), f32(w), n, in,
+                                       out));
+    if (check_status(status, fn) == 0) {
+        result = dx ? Py_NewRef(dx) : Py_NewRef(Py_None);
+    }
+cleanup:
+    Py_XDECREF(dy);
+    Py_XDECREF(x);
+    Py_XDECREF(w);
+    Py_XDECREF(dw);
+    Py_XDECREF(db);
+    Py_XDECREF(dx);
+    return result;
+}
+
+/* ---------------------------------------------------------------- loss and dropout */
+
+static PyObject *py_cross_entropy(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
+    static const char *fn = "cross_entropy";
+    static char *kwlist[] = {"logits", "labels", "label_smoothing", "need_grad", NULL};
+    PyObject *z_obj, *t_obj, *result = NULL;
+    double smoothing = 0.0;
+    int need_grad = 1;
+    PyArrayObject *z = NULL, *t = NULL, *grad = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|dp:cross_entropy", kwlist, &z_obj, &t_obj,
+                                     &smoothing, &need_grad) ||
+        !(z = input_f32(z_obj, fn, "logits", 2, "(N, K)")) ||
+        !(t = input_i64(t_obj, fn, "labels", 1))) {
+        goto cleanup;
+    }
+    if (!(smoothing >= 0.0 && smoothing <= 1.0)) {
+        PyErr_Format(PyExc_ValueError, "%s: label_smoothing: expected a number in [0, 1], got %g",
+                     fn, smoothing);
+        goto cleanup;
+    }
+    const npy_intp n = PyArray_DIM(z, 0), k = PyArray_DIM(z, 1);
+    npy_intp td[1] = {n};
+    if (expect_shape(t, fn, "labels", 1, td) < 0) {
+        goto cleanup;
+    }
+    if (k == 0) {
+        PyErr_Format(PyExc_ValueError, "%s: logits: expected at least one class, got shape (%lld, 0)",
+                     fn, (long long)n);
+        goto cleanup;
+    }
+    if (need_grad && !(grad = (PyArrayObject *)PyArray_SimpleNew(2, PyArray_DIMS(z), NPY_FLOAT32))) {
+        goto cleanup;
+    }
+    double loss = 0.0;
+    wt_status status;
+    RUN_KERNEL(status, cross_entropy_forward_backward(&loss, f32(grad), f32(z),
+                                                      (int64_t *)PyArray_DATA(t), n, k,
+                                                      (float)smoothing));
+    if (status == WT_ERR_VALUE) {
+        PyErr_Format(PyExc_ValueError, "%s: labels: expected class indices in [0, %lld), found one outside",
+                     fn, (long long)k);
+        goto cleanup;
+    }
+    if (check_status(status, fn) == 0) {
+        result = Py_BuildValue("dO", loss, grad ? (PyObject *)grad : Py_None);
+    }
+cleanup:
+    Py_XDECREF(z);
+    Py_XDECREF(t);
+    Py_XDECREF(grad);
+    return result;
+}
+
+static int check_probability(const char *fn, double p) {
+    if (!(p >= 0.0 && p <= 1.0)) {
+        PyErr_Format(PyExc_ValueError, "%s: p: expected a probability in [0, 1], got %g", fn, p);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *py_dropout_forward(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
+    static const char *fn = "dropout_forward";
+    static char *kwlist[] = {"x", "p", "seed", NULL};
+    PyObject *x_obj, *result = NULL;
+    double p;
+    unsigned long long seed;
+    PyArrayObject *x = NULL, *y = NULL, *mask = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OdK:dropout_forward", kwlist, &x_obj, &p, &seed) ||
+        check_probability(fn, p) < 0) {
+        return NULL;
+    }
+    int ndim = PyArray_Check(x_obj) ? PyArray_NDIM((PyArrayObject *)x_obj) : 1;
+    if (!(x = input_f32(x_obj, fn, "x", ndim, "")) ||
+        !(y = (PyArrayObject *)PyArray_SimpleNew(ndim, PyArray_DIMS(x), NPY_FLOAT32)) ||
+        !(mask = (PyArrayObject *)PyArray_SimpleNew(ndim, PyArray_DIMS(x), NPY_UINT8))) {
+        goto cleanup;
+    }
+    wt_status status;
+    RUN_KERNEL(status, dropout_forward(f32(y), (uint8_t *)PyArray_DATA(mask), f32(x),
+                                       PyArray_SIZE(x), (float)p, (uint64_t)seed));
+    if (check_status(status, fn) == 0) {
+        result = PyTuple_Pack(2, y, mask);
+    }
+cleanup:
+    Py_XDECREF(x);
+    Py_XDECREF(y);
+    Py_XDECREF(mask);
+    return result;
+}
+
+static PyObject *py_dropout_backward(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
+    static const char *fn = "dropout_backward";
+    static char *kwlist[] = {"grad_out", "mask", "p", NULL};
+    PyObject *dy_obj, *mask_obj;
+    double p;
+    PyArrayObject *dy = NULL, *mask = NULL, *dx = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOd:dropout_backward", kwlist, &dy_obj,
+                                     &mask_obj, &p) ||
+        check_probability(fn, p) < 0) {
+        return NULL;
+    }
+    int ndim = PyArray_Check(dy_obj) ? PyArray_NDIM((PyArrayObject *)dy_obj) : 1;
+    if (!(dy = input_f32(dy_obj, fn, "grad_out", ndim, ""))) {
+        goto cleanup;
+    }
+    if (!PyArray_Check(mask_obj) || PyArray_TYPE((PyArrayObject *)mask_obj) != NPY_UINT8) {
+        PyErr_Format(PyExc_TypeError, "%s: mask: expected the uint8 array dropout_forward returned",
+                     fn);
+        goto cleanup;
+    }
+    if (!(mask = (PyArrayObject *)PyArray_FROM_OTF(mask_obj, NPY_UINT8, NPY_ARRAY_IN_ARRAY)) ||
+        expect_shape(mask, fn, "mask", ndim, PyArray_DIMS(dy)) < 0 ||
+        !(dx = (PyArrayObject *)PyArray_ZEROS(ndim, PyArray_DIMS(dy), NPY_FLOAT32, 0))) {
+        goto cleanup;
+    }
+    wt_status status;
+    RUN_KERNEL(status, dropout_backward(f32(dx), f32(dy), (uint8_t *)PyArray_DATA(mask),
+                                        PyArray_SIZE(dy), (float)p));
+    if (check_status(status, fn) < 0) {
+        Py_CLEAR(dx);
+    }
+cleanup:
+    Py_XDECREF(dy);
+    Py_XDECREF(mask);
+    return (PyObject *)dx;
+}
+
+/* ---------------------------------------------------------------- optimizer */
+
+static PyObject *py_sgd_step(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
+    static const char *fn = "sgd_step";
+    static char *kwlist[] = {"param", "grad", "momentum_buffer", "lr", "momentum", "dampening",
+                             "weight_decay", "nesterov", "first_step", NULL};
+    PyObject *p_obj, *g_obj, *buf_obj = Py_None, *result = NULL;
+    double lr, momentum = 0.0, dampening = 0.0, weight_decay = 0.0;
+    int nesterov = 0, first_step = 0, failed = 0;
+    PyArrayObject *param = NULL, *grad = NULL, *buf = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO$d|dddpp:sgd_step", kwlist, &p_obj, &g_obj,
+                                     &buf_obj, &lr, &momentum, &dampening, &weight_decay,
+                                     &nesterov, &first_step)) {
+        return NULL;
+    }
+    if (!isfinite(lr) || lr < 0.0 || !isfinite(momentum) || momentum < 0.0 ||
+        !isfinite(weight_decay) || weight_decay < 0.0 || !isfinite(dampening)) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s: expected finite lr, momentum, weight_decay >= 0 and a finite "
+                     "dampening, got lr=%g momentum=%g weight_decay=%g dampening=%g",
+                     fn, lr, momentum, weight_decay, dampening);
+        return NULL;
+    }
+    if (nesterov && (momentum <= 0.0 || dampening != 0.0)) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s: Nesterov momentum requires a momentum > 0 and zero dampening, got "
+                     "momentum=%g dampening=%g",
+                     fn, momentum, dampening);
+        return NULL;
+    }
+    if (!(param = inplace_f32(p_obj, fn, "param"))) {
+        goto cleanup;
+    }
+    buf = optional_inplace_f32(buf_obj, fn, "momentum_buffer", &failed);
+    if (failed) {
+        goto cleanup;
+    }
+    if (momentum != 0.0 && !buf) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s: momentum_buffer: expected an array shaped like param when momentum "
+                     "is %g, got None",
+                     fn, momentum);
+        goto cleanup;
+    }
+    int ndim = PyArray_NDIM(param);
+    if (!(grad = input_f32(g_obj, fn, "grad", ndim, "(shaped like param)")) ||
+        expect_shape(grad, fn, "grad", ndim, PyArray_DIMS(param)) < 0 ||
+        (buf && expect_shape(buf, fn, "momentum_buffer", ndim, PyArray_DIMS(param)) < 0)) {
+        goto cleanup;
+    }
+    sgd_options opt = {.lr = (float)lr, .momentum = (float)momentum,
+                       .dampening = (float)dampening, .weight_decay = (float)weight_decay,
+                       .nesterov = nesterov};
+    wt_status status;
+    RUN_KERNEL(status, sgd_step(f32(param), f32(buf), f32(grad), PyArray_SIZE(param), &opt,
+                                first_step));
+    if (check_status(status, fn) == 0) {
+        result = Py_NewRef(Py_None);
+    }
+cleanup:
+    Py_XDECREF(param);
+    Py_XDECREF(grad);
+    Py_XDECREF(buf);
+    return result;
+}
+
+/* ---------------------------------------------------------------- threads and build info */
+
+static PyObject *py_set_num_threads(PyObject *Py_UNUSED(self), PyObject *arg) {
+    long n = PyLong_AsLong(arg);
+    if (n == -1 && PyErr_Occurred()) {
+        PyErr_Format(PyExc_TypeError, "set_num_threads: expected an int, got %s",
+                     Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    if (n < 1 || n > 1024) {
+        PyErr_Format(PyExc_ValueError, "set_num_threads: expected 1 to 1024 threads, got %ld", n);
+        return NULL;
+    }
+    wt_set_num_threads((int)n);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_get_num_threads(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused)) {
+    return PyLong_FromLong(wt_get_num_threads());
+}
+
+static PyObject *py_blas_info(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused)) {
+    return Py_BuildValue("{ssss}", "config", wt_blas_config(), "corename", wt_blas_corename());
+}
+
+#define KW(name, doc) {#name, (PyCFunction)(void (*)(void))py_##name, METH_VARARGS | METH_KEYWORDS, doc}
+
+static PyMethodDef methods[] = {
+    KW(conv2d_forward, "conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, "
+                       "groups=1) -> y (N, OC, OH, OW). padding: int, (ph, pw) or (top, bottom, "
+                       "left, right)."),
+    KW(conv2d_backward_data, "conv2d_backward_data(grad_out, weight, input_shape, stride=1, "
+                             "padding=0, dilation=1, groups=1) -> grad_in (input_shape)."),
+    KW(conv2d_backward_weight, "conv2d_backward_weight(grad_out, x, grad_weight, grad_bias=None, "
+                               "stride=1, padding=0, dilation=1, groups=1): adds into "
+                               "grad_weight and grad_bias in place."),
+    KW(max_pool2d_forward, "max_pool2d_forward(x, kernel_size, stride=None, padding=0, "
+                           "dilation=1, ceil_mode=False) -> (y, indices int64)."),
+    KW(max_pool2d_backward, "max_pool2d_backward(grad_out, indices, input_shape) -> grad_in."),
+    KW(avg_pool2d_forward, "avg_pool2d_forward(x, kernel_size, stride=None, padding=0, "
+                           "ceil_mode=False, count_include_pad=True) -> y."),
+    KW(avg_pool2d_backward, "avg_pool2d_backward(grad_out, input_shape, kernel_size, "
+                            "stride=None, padding=0, ceil_mode=False, count_include_pad=True) "
+                            "-> grad_in."),
+    KW(global_avg_pool2d_forward, "global_avg_pool2d_forward(x) -> y (N, C, 1, 1)."),
+    KW(global_avg_pool2d_backward, "global_avg_pool2d_backward(grad_out (N, C, 1, 1), "
+                                   "input_shape) -> grad_in."),
+    KW(batch_norm2d_forward_train, "batch_norm2d_forward_train(x, weight=None, bias=None, "
+                                   "running_mean=None, running_var=None, momentum=0.1, "
+                                   "eps=1e-5) -> (y, save_mean, save_invstd); updates the "
+                                   "running statistics in place."),
+    KW(batch_norm2d_forward_eval, "batch_norm2d_forward_eval(x, weight, bias, running_mean, "
+                                  "running_var, eps=1e-5) -> y."),
+    KW(batch_norm2d_backward, "batch_norm2d_backward(grad_out, x, weight, mean, invstd, "
+                              "grad_weight=None, grad_bias=None, training=True, "
+                              "need_input_grad=True) -> grad_in or None; adds into grad_weight "
+                              "and grad_bias."),
+    KW(relu_forward, "relu_forward(x) -> max(x, 0)."),
+    KW(relu_backward, "relu_backward(grad_out, y) -> grad_in, y the forward output."),
+    KW(relu6_forward, "relu6_forward(x) -> min(max(x, 0), 6)."),
+    KW(relu6_backward, "relu6_backward(grad_out, y) -> grad_in, y the forward output."),
+    KW(add, "add(a, b) -> a + b, same shapes."),
+    KW(linear_forward, "linear_forward(x (N, IN), weight (OUT, IN), bias=None) -> y (N, OUT)."),
+    KW(linear_backward, "linear_backward(grad_out, x, weight, grad_weight=None, grad_bias=None, "
+                        "need_input_grad=True) -> grad_in or None; adds into grad_weight and "
+                        "grad_bias."),
+    KW(cross_entropy, "cross_entropy(logits (N, K), labels (N,), label_smoothing=0.0, "
+                      "need_grad=True) -> (mean loss, grad of the mean loss w.r.t. logits)."),
+    KW(dropout_forward, "dropout_forward(x, p, seed) -> (y, mask uint8)."),
+    KW(dropout_backward, "dropout_backward(grad_out, mask, p) -> grad_in."),
+    KW(sgd_step, "sgd_step(param, grad, momentum_buffer, *, lr, momentum=0, dampening=0, "
+                 "weight_decay=0, nesterov=False, first_step=False): torch.optim.SGD's update "
+                 "of one tensor, in place."),
+    {"set_num_threads", py_set_num_threads, METH_O,
+     "set_num_threads(n): threads for the kernels and the BLAS."},
+    {"get_num_threads", py_get_num_threads, METH_NOARGS, "get_num_threads() -> int."},
+    {"blas_info", py_blas_info, METH_NOARGS,
+     "blas_info() -> {'config': ..., 'corename': ...} of the linked OpenBLAS."},
+    {NULL, NULL, 0, NULL},
+};
+
+static int module_exec(PyObject *Py_UNUSED(module)) {
+    import_array1(-1);
+    return 0;
+}
+
+static PyModuleDef_Slot slots[] = {
+    {Py_mod_exec, module_exec},
+    {0, NULL},
+};
+
+static struct PyModuleDef moduledef = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "weitiao._C",
+    .m_doc = "weitiao's C kernels: float32 NCHW arrays in, NumPy arrays out.",
+    .m_size = 0,
+    .m_methods = methods,
+    .m_slots = slots,
+};
+
+PyMODINIT_FUNC PyInit__C(void) {
+    return PyModuleDef_Init(&moduledef);
+}

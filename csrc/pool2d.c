@@ -1,0 +1,195 @@
+#include "pool2d.h"
+
+#include <math.h>
+
+#define WT_PARALLEL_MIN 32768
+
+static int64_t out_size(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t dilation,
+                        int ceil_mode) {
+    int64_t span = in + 2 * pad - dilation * (k - 1) - 1;
+    if (span < 0) {
+        return 0;
+    }
+    int64_t out = (span + (ceil_mode ? stride - 1 : 0)) / stride + 1;
+    if (ceil_mode && (out - 1) * stride >= in + pad) {
+        out--;
+    }
+    return out;
+}
+
+wt_status pool2d_shape_init(pool2d_shape *s) {
+    if (s->n < 0 || s->c < 0 || s->h < 1 || s->w < 1 || s->kh < 1 || s->kw < 1 ||
+        s->stride_h < 1 || s->stride_w < 1 || s->pad_h < 0 || s->pad_w < 0 ||
+        s->dilation_h < 1 || s->dilation_w < 1 || 2 * s->pad_h > s->kh || 2 * s->pad_w > s->kw) {
+        return WT_ERR_SHAPE;
+    }
+    s->oh = out_size(s->h, s->kh, s->stride_h, s->pad_h, s->dilation_h, s->ceil_mode);
+    s->ow = out_size(s->w, s->kw, s->stride_w, s->pad_w, s->dilation_w, s->ceil_mode);
+    if (s->oh < 1 || s->ow < 1) {
+        return WT_ERR_SHAPE;
+    }
+    return WT_OK;
+}
+
+wt_status maxpool2d_forward(float *y, int64_t *argmax, const float *x, const pool2d_shape *s) {
+    const int64_t ohw = s->oh * s->ow, hw = s->h * s->w;
+#pragma omp parallel for schedule(static) if (s->n * s->c * hw > WT_PARALLEL_MIN)
+    for (int64_t p = 0; p < s->n * s->c; p++) {
+        const float *xc = x + p * hw;
+        for (int64_t oh = 0; oh < s->oh; oh++) {
+            int64_t h0 = oh * s->stride_h - s->pad_h;
+            while (h0 < 0) {
+                h0 += s->dilation_h;
+            }
+            const int64_t h1 = oh * s->stride_h - s->pad_h + (s->kh - 1) * s->dilation_h + 1;
+            for (int64_t ow = 0; ow < s->ow; ow++) {
+                int64_t w0 = ow * s->stride_w - s->pad_w;
+                while (w0 < 0) {
+                    w0 += s->dilation_w;
+                }
+                const int64_t w1 = ow * s->stride_w - s->pad_w + (s->kw - 1) * s->dilation_w + 1;
+                int64_t best = h0 * s->w + w0;
+                float best_val = -INFINITY;
+                for (int64_t ih = h0; ih < h1 && ih < s->h; ih += s->dilation_h) {
+                    for (int64_t iw = w0; iw < w1 && iw < s->w; iw += s->dilation_w) {
+                        const float v = xc[ih * s->w + iw];
+                        if (v > best_val || isnan(v)) {
+                            best_val = v;
+                            best = ih * s->w + iw;
+                            if (isnan(v)) {
+                                goto done;
+                            }
+                        }
+                    }
+                }
+            done:
+                y[p * ohw + oh * s->ow + ow] = best_val;
+                argmax[p * ohw + oh * s->ow + ow] = best;
+            }
+        }
+    }
+    return WT_OK;
+}
+
+wt_status maxpool2d_backward(float *dx, const float *dy, const int64_t *argmax,
+                             const pool2d_shape *s) {
+    const int64_t ohw = s->oh * s->ow, hw = s->h * s->w;
+    for (int64_t i = 0; i < s->n * s->c * ohw; i++) {
+        if (argmax[i] < 0 || argmax[i] >= hw) {
+            return WT_ERR_VALUE;
+        }
+    }
+#pragma omp parallel for schedule(static) if (s->n * s->c * hw > WT_PARALLEL_MIN)
+    for (int64_t p = 0; p < s->n * s->c; p++) {
+        float *dxc = dx + p * hw;
+        for (int64_t i = 0; i < ohw; i++) {
+            dxc[argmax[p * ohw + i]] += dy[p * ohw + i];
+        }
+    }
+    return WT_OK;
+}
+
+/* The window of output (oh, ow) clipped to the input, and its divisor. Returns 0 when the
+ * window holds no input element. */
+static int avg_window(const pool2d_shape *s, int64_t oh, int64_t ow, int count_include_pad,
+                      int64_t *h0, int64_t *h1, int64_t *w0, int64_t *w1, float *divisor) {
+    int64_t hs = oh * s->stride_h - s->pad_h, ws = ow * s->stride_w - s->pad_w;
+    int64_t he = hs + s->kh, we = ws + s->kw;
+    if (he > s->h + s->pad_h) {
+        he = s->h + s->pad_h;
+    }
+    if (we > s->w + s->pad_w) {
+        we = s->w + s->pad_w;
+    }
+    const int64_t padded = (he - hs) * (we - ws);
+    *h0 = hs < 0 ? 0 : hs;
+    *w0 = ws < 0 ? 0 : ws;
+    *h1 = he > s->h ? s->h : he;
+    *w1 = we > s->w ? s->w : we;
+    if (*h0 >= *h1 || *w0 >= *w1) {
+        return 0;
+    }
+    *divisor = (float)(count_include_pad ? padded : (*h1 - *h0) * (*w1 - *w0));
+    return 1;
+}
+
+wt_status avgpool2d_forward(float *y, const float *x, const pool2d_shape *s,
+                            int count_include_pad) {
+    const int64_t ohw = s->oh * s->ow, hw = s->h * s->w;
+#pragma omp parallel for schedule(static) if (s->n * s->c * hw > WT_PARALLEL_MIN)
+    for (int64_t p = 0; p < s->n * s->c; p++) {
+        const float *xc = x + p * hw;
+        for (int64_t oh = 0; oh < s->oh; oh++) {
+            for (int64_t ow = 0; ow < s->ow; ow++) {
+                int64_t h0, h1, w0, w1;
+                float divisor, sum = 0.0f;
+                float *out = y + p * ohw + oh * s->ow + ow;
+                if (!avg_window(s, oh, ow, count_include_pad, &h0, &h1, &w0, &w1, &divisor)) {
+                    *out = 0.0f;
+                    continue;
+                }
+                for (int64_t ih = h0; ih < h1; ih++) {
+                    for (int64_t iw = w0; iw < w1; iw++) {
+                        sum += xc[ih * s->w + iw];
+                    }
+                }
+                *out = sum / divisor;
+            }
+        }
+    }
+    return WT_OK;
+}
+
+wt_status avgpool2d_backward(float *dx, const float *dy, const pool2d_shape *s,
+                             int count_include_pad) {
+    const int64_t ohw = s->oh * s->ow, hw = s->h * s->w;
+#pragma omp parallel for schedule(static) if (s->n * s->c * hw > WT_PARALLEL_MIN)
+    for (int64_t p = 0; p < s->n * s->c; p++) {
+        float *dxc = dx + p * hw;
+        for (int64_t oh = 0; oh < s->oh; oh++) {
+            for (int64_t ow = 0; ow < s->ow; ow++) {
+                int64_t h0, h1, w0, w1;
+                float divisor;
+                if (!avg_window(s, oh, ow, count_include_pad, &h0, &h1, &w0, &w1, &divisor)) {
+                    continue;
+                }
+                const float g = dy[p * ohw + oh * s->ow + ow] / divisor;
+                for (int64_t ih = h0; ih < h1; ih++) {
+                    for (int64_t iw = w0; iw < w1; iw++) {
+                        dxc[ih * s->w + iw] += g;
+                    }
+                }
+            }
+        }
+    }
+    return WT_OK;
+}
+
+wt_status global_avgpool_forward(float *y, const float *x, int64_t planes, int64_t hw) {
+    if (hw < 1) {
+        return WT_ERR_SHAPE;
+    }
+#pragma omp parallel for schedule(static) if (planes * hw > WT_PARALLEL_MIN)
+    for (int64_t p = 0; p < planes; p++) {
+        double sum = 0.0;
+        for (int64_t i = 0; i < hw; i++) {
+            sum += x[p * hw + i];
+        }
+        y[p] = (float)(sum / (double)hw);
+    }
+    return WT_OK;
+}
+
+wt_status global_avgpool_backward(float *dx, const float *dy, int64_t planes, int64_t hw) {
+    if (hw < 1) {
+        return WT_ERR_SHAPE;
+    }
+#pragma omp parallel for schedule(static) if (planes * hw > WT_PARALLEL_MIN)
+    for (int64_t p = 0; p < planes; p++) {
+        const float g = dy[p] / (float)hw;
+        for (int64_t i = 0; i < hw; i++) {
+            dx[p * hw + i] += g;
+        }
+    }
+    return WT_OK;
+}

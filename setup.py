@@ -1,0 +1,71 @@
+"""Build weitiao._C from csrc/*.c, linked to OpenBLAS.
+
+By default the BLAS is the scipy-openblas32 wheel (headers, library and symbol prefix come
+from it), so `pip install .` needs only a C compiler. Set WEITIAO_BLAS=system to link a
+system OpenBLAS found by pkg-config instead (package name from WEITIAO_BLAS_PKG, default
+"openblas").
+"""
+import glob
+import os
+import shlex
+import subprocess
+
+import numpy
+from setuptools import Extension, setup
+
+CFLAGS = ["-std=c99", "-O3", "-fopenmp", "-Wall", "-Wextra", "-fno-strict-aliasing"]
+LDFLAGS = ["-fopenmp"]
+
+
+def pkg_config(package, option):
+    try:
+        out = subprocess.run(["pkg-config", option, package], check=True, capture_output=True,
+                             text=True).stdout
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise RuntimeError(
+            f"WEITIAO_BLAS=system but pkg-config cannot find {package!r}: install it (Debian: "
+            f"apt-get install libopenblas-dev pkg-config) or unset WEITIAO_BLAS") from e
+    return shlex.split(out)
+
+
+def blas_options():
+    """Compiler and linker options for the chosen OpenBLAS."""
+    if os.environ.get("WEITIAO_BLAS", "wheel") == "system":
+        package = os.environ.get("WEITIAO_BLAS_PKG", "openblas")
+        cflags = pkg_config(package, "--cflags")
+        libs = pkg_config(package, "--libs")
+        return {
+            "include_dirs": [f[2:] for f in cflags if f.startswith("-I")],
+            "extra_compile_args": [f for f in cflags if not f.startswith("-I")],
+            "library_dirs": [f[2:] for f in libs if f.startswith("-L")],
+            "libraries": [f[2:] for f in libs if f.startswith("-l")],
+        }
+    import scipy_openblas32 as ob
+
+    return {
+        "include_dirs": [ob.get_include_dir()],
+        "extra_compile_args": ["-DBLAS_SYMBOL_PREFIX=scipy_"],
+        "library_dirs": [ob.get_lib_dir()],
+        "libraries": [ob.get_library()],
+        # Installed side by side in site-packages; weitiao/__init__.py also imports
+        # scipy_openblas32 first, which loads the library for in-place builds.
+        "runtime_library_dirs": ["$ORIGIN/../scipy_openblas32/lib"],
+    }
+
+
+def extension():
+    blas = blas_options()
+    return Extension(
+        "weitiao._C",
+        sources=sorted(glob.glob("csrc/*.c")),
+        include_dirs=["csrc", numpy.get_include(), *blas["include_dirs"]],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=CFLAGS + blas["extra_compile_args"],
+        extra_link_args=LDFLAGS,
+        library_dirs=blas["library_dirs"],
+        libraries=blas["libraries"],
+        runtime_library_dirs=blas.get("runtime_library_dirs", []),
+    )
+
+
+setup(ext_modules=[extension()])
