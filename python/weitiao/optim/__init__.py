@@ -1,0 +1,5 @@
+"""Optimizers and learning-rate schedules."""
+from .lr_scheduler import CosineAnnealingLR, OneCycleLR, StepLR
+from .sgd import SGD
+
+__all__ = ["SGD", "StepLR", "CosineAnnealingLR", "OneCycleLR"]
