@@ -1,6 +1,5 @@
 #include "activation.h"
 
-#define WT_PARALLEL_MIN 65536
 
 wt_status clamp_forward(float *y, const float *x, int64_t n, float cap) {
 #pragma omp parallel for schedule(static) if (n > WT_PARALLEL_MIN)

@@ -2,7 +2,6 @@
 
 #include <math.h>
 
-#define WT_PARALLEL_MIN 32768
 
 wt_status batchnorm2d_forward_train(float *y, float *save_mean, float *save_invstd,
                                     float *running_mean, float *running_var, const float *x,

@@ -14,6 +14,11 @@ typedef enum {
     WT_ERR_VALUE = 3      /* a hyperparameter or label is out of range */
 } wt_status;
 
+/* Below this many elements a loop is not worth waking the OpenMP team for: a parallel
+ * region costs microseconds when the cores are idle and a scheduler time slice when another
+ * process holds one of them. */
+#define WT_PARALLEL_MIN (1 << 18)
+
 const char *wt_status_string(wt_status status);
 
 #endif

@@ -6,9 +6,8 @@
 #include <string.h>
 
 #include "blas.h"
+#include "threads.h"
 
-/* Below this many floats a loop is not worth waking the OpenMP team for. */
-#define WT_PARALLEL_MIN 32768
 
 static int is_pointwise(const conv2d_shape *s) {
     return s->kh == 1 && s->kw == 1 && s->stride_h == 1 && s->stride_w == 1 &&
@@ -42,11 +41,24 @@ wt_status conv2d_shape_init(conv2d_shape *s) {
     return WT_OK;
 }
 
-size_t conv2d_workspace_size(const conv2d_shape *s) {
+/* Per thread: one image's columns (unless pointwise or depthwise) and, for the weight
+ * gradient, a private dW accumulator reduced at the end. */
+static size_t cols_size(const conv2d_shape *s) {
     if (is_pointwise(s) || is_depthwise(s)) {
         return 0;
     }
     return (size_t)((s->c / s->groups) * s->kh * s->kw) * (size_t)(s->oh * s->ow);
+}
+
+static size_t weight_size(const conv2d_shape *s) {
+    return (size_t)s->oc * (size_t)((s->c / s->groups) * s->kh * s->kw);
+}
+
+size_t conv2d_workspace_size(const conv2d_shape *s, int nthreads) {
+    if (is_depthwise(s)) {
+        return 0;
+    }
+    return (size_t)nthreads * (cols_size(s) + weight_size(s));
 }
 
 /* Output positions [lo, hi) along one axis whose input index pos*stride + off lies in
@@ -248,63 +260,6 @@ static void add_bias(float *y, const float *bias, const conv2d_shape *s) {
     }
 }
 
-wt_status conv2d_forward(float *y, float *workspace, const float *x, const float *w,
-                         const float *bias, const conv2d_shape *s) {
-    if (is_depthwise(s)) {
-        depthwise_forward(y, x, w, bias, s);
-        return WT_OK;
-    }
-    const int64_t cg = s->c / s->groups, ocg = s->oc / s->groups;
-    const int64_t kdim = cg * s->kh * s->kw, ohw = s->oh * s->ow;
-    const int pointwise = is_pointwise(s);
-    for (int64_t ni = 0; ni < s->n; ni++) {
-        for (int64_t g = 0; g < s->groups; g++) {
-            const float *xg = x + (ni * s->c + g * cg) * s->h * s->w;
-            const float *cols = xg;
-            if (!pointwise) {
-                im2col(workspace, xg, cg, s);
-                cols = workspace;
-            }
-            WT_BLAS(cblas_sgemm)(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)ocg, (int)ohw,
-                                 (int)kdim, 1.0f, w + g * ocg * kdim, (int)kdim, cols, (int)ohw,
-                                 0.0f, y + (ni * s->oc + g * ocg) * ohw, (int)ohw);
-        }
-    }
-    if (bias) {
-        add_bias(y, bias, s);
-    }
-    return WT_OK;
-}
-
-wt_status conv2d_backward_data(float *dx, float *workspace, const float *dy, const float *w,
-                               const conv2d_shape *s) {
-    if (is_depthwise(s)) {
-        depthwise_backward_data(dx, dy, w, s);
-        return WT_OK;
-    }
-    const int64_t cg = s->c / s->groups, ocg = s->oc / s->groups;
-    const int64_t kdim = cg * s->kh * s->kw, ohw = s->oh * s->ow;
-    const int pointwise = is_pointwise(s);
-    for (int64_t ni = 0; ni < s->n; ni++) {
-        for (int64_t g = 0; g < s->groups; g++) {
-            float *dxg = dx + (ni * s->c + g * cg) * s->h * s->w;
-            const float *dyg = dy + (ni * s->oc + g * ocg) * ohw;
-            const float *wg = w + g * ocg * kdim;
-            if (pointwise) {
-                WT_BLAS(cblas_sgemm)(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kdim,
-                                     (int)ohw, (int)ocg, 1.0f, wg, (int)kdim, dyg, (int)ohw,
-                                     1.0f, dxg, (int)ohw);
-            } else {
-                WT_BLAS(cblas_sgemm)(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kdim,
-                                     (int)ohw, (int)ocg, 1.0f, wg, (int)kdim, dyg, (int)ohw,
-                                     0.0f, workspace, (int)ohw);
-                col2im_add(dxg, workspace, cg, s);
-            }
-        }
-    }
-    return WT_OK;
-}
-
 static void bias_grad(float *dbias, const float *dy, const conv2d_shape *s) {
     const int64_t ohw = s->oh * s->ow;
 #pragma omp parallel for schedule(static) if (s->n * s->oc * ohw > WT_PARALLEL_MIN)
@@ -322,8 +277,103 @@ static void bias_grad(float *dbias, const float *dy, const conv2d_shape *s) {
     }
 }
 
+/* One image's convolution, all groups, single-threaded: y_img (OC, OH*OW). */
+static void forward_image(float *y, float *cols_ws, const float *x, const float *w,
+                          const conv2d_shape *s) {
+    const int64_t cg = s->c / s->groups, ocg = s->oc / s->groups;
+    const int64_t kdim = cg * s->kh * s->kw, ohw = s->oh * s->ow;
+    for (int64_t g = 0; g < s->groups; g++) {
+        const float *xg = x + g * cg * s->h * s->w;
+        const float *cols = xg;
+        if (!is_pointwise(s)) {
+            im2col(cols_ws, xg, cg, s);
+            cols = cols_ws;
+        }
+        WT_BLAS(cblas_sgemm)(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)ocg, (int)ohw,
+                             (int)kdim, 1.0f, w + g * ocg * kdim, (int)kdim, cols, (int)ohw, 0.0f,
+                             y + g * ocg * ohw, (int)ohw);
+    }
+}
+
+/* dx_img (C, H, W) += the data gradient of one image. */
+static void backward_data_image(float *dx, float *cols_ws, const float *dy, const float *w,
+                                const conv2d_shape *s) {
+    const int64_t cg = s->c / s->groups, ocg = s->oc / s->groups;
+    const int64_t kdim = cg * s->kh * s->kw, ohw = s->oh * s->ow;
+    for (int64_t g = 0; g < s->groups; g++) {
+        float *dxg = dx + g * cg * s->h * s->w;
+        const float *dyg = dy + g * ocg * ohw;
+        const float *wg = w + g * ocg * kdim;
+        if (is_pointwise(s)) {
+            WT_BLAS(cblas_sgemm)(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kdim, (int)ohw,
+                                 (int)ocg, 1.0f, wg, (int)kdim, dyg, (int)ohw, 1.0f, dxg,
+                                 (int)ohw);
+        } else {
+            WT_BLAS(cblas_sgemm)(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kdim, (int)ohw,
+                                 (int)ocg, 1.0f, wg, (int)kdim, dyg, (int)ohw, 0.0f, cols_ws,
+                                 (int)ohw);
+            col2im_add(dxg, cols_ws, cg, s);
+        }
+    }
+}
+
+/* dw (OC, C/groups*KH*KW) += the weight gradient of one image. */
+static void backward_weight_image(float *dw, float *cols_ws, const float *dy, const float *x,
+                                  const conv2d_shape *s) {
+    const int64_t cg = s->c / s->groups, ocg = s->oc / s->groups;
+    const int64_t kdim = cg * s->kh * s->kw, ohw = s->oh * s->ow;
+    for (int64_t g = 0; g < s->groups; g++) {
+        const float *xg = x + g * cg * s->h * s->w;
+        const float *cols = xg;
+        if (!is_pointwise(s)) {
+            im2col(cols_ws, xg, cg, s);
+            cols = cols_ws;
+        }
+        WT_BLAS(cblas_sgemm)(CblasRowMajor, CblasNoTrans, CblasTrans, (int)ocg, (int)kdim,
+                             (int)ohw, 1.0f, dy + g * ocg * ohw, (int)ohw, cols, (int)ohw, 1.0f,
+                             dw + g * ocg * kdim, (int)kdim);
+    }
+}
+
+/* Images are spread over the threads (dynamic schedule, so a thread the OS delays does not
+ * hold up the rest); each thread has its own columns in the workspace and calls a
+ * single-threaded sgemm. */
+wt_status conv2d_forward(float *y, float *workspace, const float *x, const float *w,
+                         const float *bias, const conv2d_shape *s, int nthreads) {
+    if (is_depthwise(s)) {
+        depthwise_forward(y, x, w, bias, s);
+        return WT_OK;
+    }
+    const size_t per_thread = cols_size(s) + weight_size(s);
+#pragma omp parallel for schedule(dynamic) num_threads(nthreads) if (s->n > 1)
+    for (int64_t ni = 0; ni < s->n; ni++) {
+        float *ws = workspace + (size_t)wt_thread_id() * per_thread;
+        forward_image(y + ni * s->oc * s->oh * s->ow, ws, x + ni * s->c * s->h * s->w, w, s);
+    }
+    if (bias) {
+        add_bias(y, bias, s);
+    }
+    return WT_OK;
+}
+
+wt_status conv2d_backward_data(float *dx, float *workspace, const float *dy, const float *w,
+                               const conv2d_shape *s, int nthreads) {
+    if (is_depthwise(s)) {
+        depthwise_backward_data(dx, dy, w, s);
+        return WT_OK;
+    }
+    const size_t per_thread = cols_size(s) + weight_size(s);
+#pragma omp parallel for schedule(dynamic) num_threads(nthreads) if (s->n > 1)
+    for (int64_t ni = 0; ni < s->n; ni++) {
+        float *ws = workspace + (size_t)wt_thread_id() * per_thread;
+        backward_data_image(dx + ni * s->c * s->h * s->w, ws, dy + ni * s->oc * s->oh * s->ow,
+                            w, s);
+    }
+    return WT_OK;
+}
+
 wt_status conv2d_backward_weight(float *dw, float *dbias, float *workspace, const float *dy,
-                                 const float *x, const conv2d_shape *s) {
+                                 const float *x, const conv2d_shape *s, int nthreads) {
     if (dbias) {
         bias_grad(dbias, dy, s);
     }
@@ -331,20 +381,29 @@ wt_status conv2d_backward_weight(float *dw, float *dbias, float *workspace, cons
         depthwise_backward_weight(dw, dy, x, s);
         return WT_OK;
     }
-    const int64_t cg = s->c / s->groups, ocg = s->oc / s->groups;
-    const int64_t kdim = cg * s->kh * s->kw, ohw = s->oh * s->ow;
-    const int pointwise = is_pointwise(s);
-    for (int64_t ni = 0; ni < s->n; ni++) {
-        for (int64_t g = 0; g < s->groups; g++) {
-            const float *xg = x + (ni * s->c + g * cg) * s->h * s->w;
-            const float *cols = xg;
-            if (!pointwise) {
-                im2col(workspace, xg, cg, s);
-                cols = workspace;
+    const size_t per_thread = cols_size(s) + weight_size(s), wsize = weight_size(s);
+    int used = nthreads < s->n ? nthreads : (int)s->n;
+    if (used < 1) {
+        return WT_OK;
+    }
+#pragma omp parallel num_threads(used) if (used > 1)
+    {
+        const int t = wt_thread_id();
+        float *ws = workspace + (size_t)t * per_thread;
+        float *acc = ws + cols_size(s);
+        memset(acc, 0, wsize * sizeof(float));
+#pragma omp for schedule(dynamic)
+        for (int64_t ni = 0; ni < s->n; ni++) {
+            backward_weight_image(acc, ws, dy + ni * s->oc * s->oh * s->ow,
+                                  x + ni * s->c * s->h * s->w, s);
+        }
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < (int64_t)wsize; i++) {
+            float sum = 0.0f;
+            for (int u = 0; u < used; u++) {
+                sum += workspace[(size_t)u * per_thread + cols_size(s) + (size_t)i];
             }
-            WT_BLAS(cblas_sgemm)(CblasRowMajor, CblasNoTrans, CblasTrans, (int)ocg, (int)kdim,
-                                 (int)ohw, 1.0f, dy + (ni * s->oc + g * ocg) * ohw, (int)ohw,
-                                 cols, (int)ohw, 1.0f, dw + g * ocg * kdim, (int)kdim);
+            dw[i] += sum;
         }
     }
     return WT_OK;

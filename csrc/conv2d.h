@@ -20,19 +20,20 @@ typedef struct {
 /* Checks the sizes and fills in oh, ow. */
 wt_status conv2d_shape_init(conv2d_shape *s);
 
-/* Floats of scratch memory the three functions below need for this shape. */
-size_t conv2d_workspace_size(const conv2d_shape *s);
+/* Floats of scratch memory the three functions below need for this shape when run on
+ * nthreads threads (each thread works on whole images with its own scratch). */
+size_t conv2d_workspace_size(const conv2d_shape *s, int nthreads);
 
 /* y (N,OC,OH,OW) = conv(x (N,C,H,W), w (OC,C/groups,KH,KW)) + bias (OC) or no bias if NULL */
 wt_status conv2d_forward(float *y, float *workspace, const float *x, const float *w,
-                         const float *bias, const conv2d_shape *s);
+                         const float *bias, const conv2d_shape *s, int nthreads);
 
 /* dx (N,C,H,W) += conv_transpose(dy (N,OC,OH,OW), w) */
 wt_status conv2d_backward_data(float *dx, float *workspace, const float *dy, const float *w,
-                               const conv2d_shape *s);
+                               const conv2d_shape *s, int nthreads);
 
 /* dw (OC,C/groups,KH,KW) += dy x cols(x); dbias (OC) += sum of dy if dbias is not NULL */
 wt_status conv2d_backward_weight(float *dw, float *dbias, float *workspace, const float *dy,
-                                 const float *x, const conv2d_shape *s);
+                                 const float *x, const conv2d_shape *s, int nthreads);
 
 #endif

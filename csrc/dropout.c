@@ -1,6 +1,5 @@
 #include "dropout.h"
 
-#define WT_PARALLEL_MIN 65536
 
 /* SplitMix64 finaliser (Steele, Lea and Flood, "Fast splittable pseudorandom number
  * generators", 2014). */

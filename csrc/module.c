@@ -407,6 +407,7 @@ static PyObject *py_conv2d_forward(PyObject *Py_UNUSED(self), PyObject *args, Py
         goto cleanup;
     }
     conv2d_shape s;
+    const int nthreads = wt_get_num_threads();
     if (conv_shape(&s, fn, PyArray_DIMS(x), PyArray_DIMS(w), stride ? stride : one,
                    padding ? padding : zero, dilation ? dilation : one, groups) < 0) {
         goto cleanup;
@@ -417,12 +418,12 @@ static PyObject *py_conv2d_forward(PyObject *Py_UNUSED(self), PyObject *args, Py
     }
     npy_intp yd[4] = {s.n, s.oc, s.oh, s.ow};
     if (!(y = (PyArrayObject *)PyArray_SimpleNew(4, yd, NPY_FLOAT32)) ||
-        !(ws = alloc_workspace(conv2d_workspace_size(&s)))) {
+        !(ws = alloc_workspace(conv2d_workspace_size(&s, nthreads)))) {
         Py_CLEAR(y);
         goto cleanup;
     }
     wt_status status;
-    RUN_KERNEL(status, conv2d_forward(f32(y), ws, f32(x), f32(w), f32(b), &s));
+    RUN_KERNEL(status, conv2d_forward(f32(y), ws, f32(x), f32(w), f32(b), &s, nthreads));
     if (check_status(status, fn) < 0) {
         Py_CLEAR(y);
     }
@@ -455,6 +456,7 @@ static PyObject *py_conv2d_backward_data(PyObject *Py_UNUSED(self), PyObject *ar
         goto cleanup;
     }
     conv2d_shape s;
+    const int nthreads = wt_get_num_threads();
     if (conv_shape(&s, fn, xd, PyArray_DIMS(w), stride ? stride : one, padding ? padding : zero,
                    dilation ? dilation : one, groups) < 0) {
         goto cleanup;
@@ -464,12 +466,12 @@ static PyObject *py_conv2d_backward_data(PyObject *Py_UNUSED(self), PyObject *ar
         goto cleanup;
     }
     if (!(dx = (PyArrayObject *)PyArray_ZEROS(4, xd, NPY_FLOAT32, 0)) ||
-        !(ws = alloc_workspace(conv2d_workspace_size(&s)))) {
+        !(ws = alloc_workspace(conv2d_workspace_size(&s, nthreads)))) {
         Py_CLEAR(dx);
         goto cleanup;
     }
     wt_status status;
-    RUN_KERNEL(status, conv2d_backward_data(f32(dx), ws, f32(dy), f32(w), &s));
+    RUN_KERNEL(status, conv2d_backward_data(f32(dx), ws, f32(dy), f32(w), &s, nthreads));
     if (check_status(status, fn) < 0) {
         Py_CLEAR(dx);
     }
@@ -515,6 +517,7 @@ static PyObject *py_conv2d_backward_weight(PyObject *Py_UNUSED(self), PyObject *
         goto cleanup;
     }
     conv2d_shape s;
+    const int nthreads = wt_get_num_threads();
     if (conv_shape(&s, fn, PyArray_DIMS(x), PyArray_DIMS(dw), stride ? stride : one,
                    padding ? padding : zero, dilation ? dilation : one, groups) < 0) {
         goto cleanup;
@@ -524,11 +527,11 @@ static PyObject *py_conv2d_backward_weight(PyObject *Py_UNUSED(self), PyObject *
         (db && expect_shape(db, fn, "grad_bias", 1, bd) < 0)) {
         goto cleanup;
     }
-    if (!(ws = alloc_workspace(conv2d_workspace_size(&s)))) {
+    if (!(ws = alloc_workspace(conv2d_workspace_size(&s, nthreads)))) {
         goto cleanup;
     }
     wt_status status;
-    RUN_KERNEL(status, conv2d_backward_weight(f32(dw), f32(db), ws, f32(dy), f32(x), &s));
+    RUN_KERNEL(status, conv2d_backward_weight(f32(dw), f32(db), ws, f32(dy), f32(x), &s, nthreads));
     if (check_status(status, fn) == 0) {
         result = Py_NewRef(Py_None);
     }

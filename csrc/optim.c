@@ -1,6 +1,5 @@
 #include "optim.h"
 
-#define WT_PARALLEL_MIN 65536
 
 wt_status sgd_step(float *param, float *buf, const float *grad, int64_t n,
                    const sgd_options *opt, int first_step) {

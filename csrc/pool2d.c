@@ -2,7 +2,6 @@
 
 #include <math.h>
 
-#define WT_PARALLEL_MIN 32768
 
 static int64_t out_size(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t dilation,
                         int ceil_mode) {

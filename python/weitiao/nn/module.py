@@ -79,6 +79,8 @@ class Module:
             return
         for table in (self._parameters, self._modules, self._buffers):
             table.pop(name, None)
+        if isinstance(value, (Parameter, Module)):
+            self.__dict__.pop(name, None)
         if isinstance(value, Parameter):
             self._parameters[name] = value
         elif isinstance(value, Module):
@@ -241,10 +243,13 @@ class Module:
     def backward(self, grad_out):
         raise NotImplementedError(f"{type(self).__name__} does not implement backward")
 
-    def __call__(self, x):
+    def __call__(self, x, *, input_grad: bool = False):
+        """Run forward. At the outermost call the tree is planned first; ``input_grad=True``
+        makes the following backward return the gradient w.r.t. x (like x.requires_grad in
+        PyTorch), otherwise backward returns None once the parameters have their grads."""
         depth = getattr(_call_state, "depth", 0)
         if depth == 0:
-            self.plan_backward(False)
+            self.plan_backward(input_grad)
         recorder = getattr(_call_state, "recorder", None)
         if recorder is not None:
             record = [self, None]
@@ -359,9 +364,7 @@ class Sequential(Module):
 
     def plan_backward(self, input_needs_grad: bool) -> bool:
         object.__setattr__(self, "input_needs_grad", bool(input_needs_grad))
-        needs = input_needs_grad
-        for m in self._modules.values():
-            needs = m.plan_backward(needs)
+        needs = plan_chain(self._modules.values(), input_needs_grad)
         object.__setattr__(self, "keeps_activations", self.training and needs)
         return needs
 
@@ -371,9 +374,24 @@ class Sequential(Module):
         return x
 
     def backward(self, grad_out):
-        grad = grad_out
-        for m in reversed(list(self._modules.values())):
-            if grad is None:
-                break
-            grad = m.backward(grad)
-        return grad
+        return backward_chain(self._modules.values(), grad_out)
+
+
+def plan_chain(modules, input_needs_grad: bool) -> bool:
+    """Plan modules applied one after another; returns whether the last output needs a
+    gradient."""
+    needs = input_needs_grad
+    for m in modules:
+        needs = m.plan_backward(needs)
+    return needs
+
+
+def backward_chain(modules, grad_out):
+    """Backward through modules applied one after another, last first, stopping as soon as
+    one returns None (nothing below needs a gradient)."""
+    grad = grad_out
+    for m in reversed(list(modules)):
+        if grad is None:
+            break
+        grad = m.backward(grad)
+    return grad

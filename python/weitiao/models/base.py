@@ -1,0 +1,86 @@
+"""What every weitiao classifier provides on top of Module: its preprocessing config, the
+name of its output layer, its stages bottom to top, and a head that can be replaced."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..nn import init
+from ..nn.linear import Linear
+from ..nn.module import Module, backward_chain, plan_chain
+from .config import ModelConfig
+
+
+class Classifier(Module):
+    """A network run as a chain of named children (``chain``), ending in a Linear output
+    layer (``head_name``). Subclasses fill ``chain``, ``head_name``, ``stages`` and
+    ``config``.
+
+    ``stages`` lists (stage name, [child names]) from the input upwards; freezing "the
+    bottom k stages" or "up to layer2" is expressed in these names.
+    """
+
+    chain: tuple[str, ...] = ()
+    head_name: str = "fc"
+    stages: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    config: ModelConfig = ModelConfig()
+
+    def _chain_modules(self) -> list[Module]:
+        return [self.get_submodule(name) for name in self.chain]
+
+    def plan_backward(self, input_needs_grad: bool) -> bool:
+        object.__setattr__(self, "input_needs_grad", bool(input_needs_grad))
+        needs = plan_chain(self._chain_modules(), input_needs_grad)
+        object.__setattr__(self, "keeps_activations", self.training and needs)
+        return needs
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Logits (N, num_classes) for images x (N, 3, H, W), normalised as ``config``."""
+        for m in self._chain_modules():
+            x = m(x)
+        return x
+
+    def backward(self, grad_out: np.ndarray):
+        return backward_chain(self._chain_modules(), grad_out)
+
+    @property
+    def head(self) -> Linear:
+        """The output layer."""
+        return self.get_submodule(self.head_name)
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.out_features
+
+    def forward_features(self, x: np.ndarray) -> np.ndarray:
+        """The input of the output layer, (N, features): what a frozen backbone gives the
+        head, and what feature caching stores."""
+        self.plan_backward(False)
+        for m in self._chain_modules()[:-1]:
+            x = m(x)
+        return x
+
+    def replace_head(self, num_classes: int, rng=None) -> Linear:
+        """Put a new output layer with ``num_classes`` outputs in place of the old one:
+        weight Xavier-uniform (as d2l's fine-tuning chapter), bias PyTorch's default.
+        Returns the new layer."""
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"replace_head: num_classes must be a positive int, got "
+                             f"{num_classes!r}")
+        gen = init.as_generator(rng)
+        head = Linear(self.head.in_features, num_classes, rng=gen)
+        init.xavier_uniform_(head.weight, rng=gen)
+        parent, _, name = self.head_name.rpartition(".")
+        setattr(self.get_submodule(parent), name, head)
+        return head
+
+    def stage_names(self) -> list[str]:
+        """Stage names from the input upwards, e.g. ["stem", "layer1", ..., "layer4"]."""
+        return [name for name, _ in self.stages]
+
+    def preprocess(self, train: bool = False):
+        """The transform pipeline matching this model's pretraining: random resized crop
+        and flip for training, resize + centre crop for evaluation, then the model's
+        normalisation. Images in, float32 (3, H, W) arrays out."""
+        from ..data.transforms import default_pipeline
+
+        return default_pipeline(self.config, train=train)
