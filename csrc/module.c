@@ -1283,12 +1283,16 @@ static PyObject *py_sgd_step(PyObject *Py_UNUSED(self), PyObject *args, PyObject
     static char *kwlist[] = {"param", "grad", "momentum_buffer", "lr", "momentum", "dampening",
                              "weight_decay", "nesterov", "first_step", NULL};
     PyObject *p_obj, *g_obj, *buf_obj = Py_None, *result = NULL;
-    double lr, momentum = 0.0, dampening = 0.0, weight_decay = 0.0;
+    double lr = NAN, momentum = 0.0, dampening = 0.0, weight_decay = 0.0;
     int nesterov = 0, first_step = 0, failed = 0;
     PyArrayObject *param = NULL, *grad = NULL, *buf = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO$d|dddpp:sgd_step", kwlist, &p_obj, &g_obj,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|O$ddddpp:sgd_step", kwlist, &p_obj, &g_obj,
                                      &buf_obj, &lr, &momentum, &dampening, &weight_decay,
                                      &nesterov, &first_step)) {
+        return NULL;
+    }
+    if (isnan(lr)) {
+        PyErr_Format(PyExc_TypeError, "%s: the keyword argument lr is required", fn);
         return NULL;
     }
     if (!isfinite(lr) || lr < 0.0 || !isfinite(momentum) || momentum < 0.0 ||
@@ -1412,7 +1416,7 @@ static PyMethodDef methods[] = {
                       "need_grad=True) -> (mean loss, grad of the mean loss w.r.t. logits)."),
     KW(dropout_forward, "dropout_forward(x, p, seed) -> (y, mask uint8)."),
     KW(dropout_backward, "dropout_backward(grad_out, mask, p) -> grad_in."),
-    KW(sgd_step, "sgd_step(param, grad, momentum_buffer, *, lr, momentum=0, dampening=0, "
+    KW(sgd_step, "sgd_step(param, grad, momentum_buffer=None, *, lr, momentum=0, dampening=0, "
                  "weight_decay=0, nesterov=False, first_step=False): torch.optim.SGD's update "
                  "of one tensor, in place."),
     {"set_num_threads", py_set_num_threads, METH_O,

@@ -1,0 +1,4 @@
+"""`python -m weitiao COMMAND`: see weitiao.cli."""
+from .cli import main
+
+raise SystemExit(main())
