@@ -4,5 +4,25 @@ from .config import ModelConfig, imagenet_classes
 from .efficientnet_lite import EfficientNetLite, efficientnet_lite0
 from .resnet import ResNet, resnet18, resnet34, resnet50
 
-__all__ = ["Classifier", "EfficientNetLite", "ModelConfig", "ResNet", "efficientnet_lite0",
-           "imagenet_classes", "resnet18", "resnet34", "resnet50"]
+ARCHITECTURES = {
+    "resnet18": resnet18,
+    "resnet34": resnet34,
+    "resnet50": resnet50,
+    "efficientnet_lite0": efficientnet_lite0,
+}
+
+
+def create_model(arch: str, num_classes: int = 1000, weights=None, rng=None, **kwargs):
+    """Build a model by architecture name, e.g. ``create_model("resnet18", 10)``.
+
+    >>> create_model("resnet18", num_classes=3, rng=0).num_classes
+    3
+    """
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[arch](num_classes=num_classes, weights=weights, rng=rng, **kwargs)
+
+
+__all__ = ["ARCHITECTURES", "Classifier", "EfficientNetLite", "ModelConfig", "ResNet",
+           "create_model", "efficientnet_lite0", "imagenet_classes", "resnet18", "resnet34",
+           "resnet50"]

@@ -21,6 +21,12 @@ class Classifier(Module):
 
     chain: tuple[str, ...] = ()
     head_name: str = "fc"
+    # The tail of ``chain`` that runs on cached features (the head and any dropout before it).
+    head_chain: tuple[str, ...] = ("fc",)
+    # Set by the factory functions: how to build this architecture again (save/load, from
+    # scratch).
+    arch: str = ""
+    arch_kwargs: dict = {}
     stages: tuple[tuple[str, tuple[str, ...]], ...] = ()
     config: ModelConfig = ModelConfig()
 
@@ -51,13 +57,30 @@ class Classifier(Module):
     def num_classes(self) -> int:
         return self.head.out_features
 
+    def _split(self) -> int:
+        return len(self.chain) - len(self.head_chain)
+
     def forward_features(self, x: np.ndarray) -> np.ndarray:
-        """The input of the output layer, (N, features): what a frozen backbone gives the
-        head, and what feature caching stores."""
-        self.plan_backward(False)
-        for m in self._chain_modules()[:-1]:
-            x = m(x)
+        """Everything below ``head_chain``, (N, features): what a frozen backbone hands the
+        head, and what feature caching stores. Keeps nothing for backward."""
+        modules = self._chain_modules()[:self._split()]
+        plan_chain(modules, False)
+        for m in modules:
+            x = m.forward(x)
         return x
+
+    def forward_head(self, features: np.ndarray) -> np.ndarray:
+        """The ``head_chain`` modules on features from :meth:`forward_features`; backward
+        through them with :meth:`backward_head`."""
+        modules = self._chain_modules()[self._split():]
+        plan_chain(modules, False)
+        for m in modules:
+            features = m.forward(features)
+        return features
+
+    def backward_head(self, grad_out: np.ndarray) -> None:
+        """Backward through the head chain only (after :meth:`forward_head`)."""
+        backward_chain(self._chain_modules()[self._split():], grad_out)
 
     def replace_head(self, num_classes: int, rng=None) -> Linear:
         """Put a new output layer with ``num_classes`` outputs in place of the old one:

@@ -3,7 +3,7 @@ names of its source dataset, so pipelines read them from the model."""
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
 
@@ -44,6 +44,14 @@ class ModelConfig:
     def imagenet(cls, **overrides) -> "ModelConfig":
         names, synonyms = imagenet_classes()
         return cls(class_names=names, class_synonyms=synonyms, **overrides)
+
+    def resized(self, input_size: int) -> "ModelConfig":
+        """The same preprocessing at another input size; the resize before the centre
+        crop keeps pretraining's ratio (256/224 for ImageNet models)."""
+        if not isinstance(input_size, int) or input_size < 8:
+            raise ValueError(f"image_size must be an int >= 8, got {input_size!r}")
+        resize = int(round(input_size * self.resize_size / self.input_size))
+        return replace(self, input_size=input_size, resize_size=resize)
 
     def to_dict(self) -> dict:
         """JSON-friendly form (class names included) for checkpoint metadata."""

@@ -34,7 +34,8 @@ def _bn(channels: int) -> BatchNorm2d:
 class MBConvBlock(Module):
     """Inverted residual: 1x1 expand (if ratio > 1), depthwise kxk, 1x1 project, with a
     skip connection when stride is 1 and channels match. ``drop_connect_rate`` drops the
-    residual branch per sample in training (stochastic depth)."""
+    residual branch per sample in training (stochastic depth), except in a frozen block,
+    which stays a fixed feature extractor."""
 
     def __init__(self, kernel: int, stride: int, expand: int, inp: int, out: int,
                  drop_connect_rate: float = 0.0, rng=None):
@@ -76,7 +77,7 @@ class MBConvBlock(Module):
         if not self.has_skip:
             return out
         self._keep = None
-        if self.training and self.drop_connect_rate > 0:
+        if self.training and not self.frozen and self.drop_connect_rate > 0:
             p = self.drop_connect_rate
             keep = (self._rng.random(x.shape[0]) >= p).astype(np.float32) / (1.0 - p)
             out = out * keep[:, None, None, None]
@@ -103,6 +104,7 @@ class EfficientNetLite(Classifier):
     chain = ("_conv_stem", "_bn0", "_relu0", "_blocks", "_conv_head", "_bn1", "_relu1",
              "_avg_pooling", "_flatten", "_dropout", "_fc")
     head_name = "_fc"
+    head_chain = ("_dropout", "_fc")
 
     def __init__(self, num_classes: int = 1000, dropout_rate: float = 0.2,
                  drop_connect_rate: float = 0.2, rng=None, config: ModelConfig | None = None):
@@ -156,6 +158,8 @@ def efficientnet_lite0(num_classes: int = 1000, weights=None, rng=None,
     """
     model = EfficientNetLite(1000 if weights is not None else num_classes, dropout_rate,
                              drop_connect_rate, rng=rng, config=LITE0_CONFIG)
+    model.arch = "efficientnet_lite0"
+    model.arch_kwargs = {"dropout_rate": dropout_rate, "drop_connect_rate": drop_connect_rate}
     if weights is None:
         return model
     from ..io import load_state_dict

@@ -150,11 +150,13 @@ RESNET_WEIGHTS = {
 
 def _resnet(arch: str, block, layers, num_classes: int, weights, rng, progress: bool) -> ResNet:
     if weights is None:
-        return ResNet(block, layers, num_classes, rng=rng)
-    model = ResNet(block, layers, 1000, rng=rng)
-    load_weights(model, weights, RESNET_WEIGHTS[arch], arch, progress=progress)
-    if num_classes != 1000:
-        model.replace_head(num_classes, rng=rng)
+        model = ResNet(block, layers, num_classes, rng=rng)
+    else:
+        model = ResNet(block, layers, 1000, rng=rng)
+        load_weights(model, weights, RESNET_WEIGHTS[arch], arch, progress=progress)
+        if num_classes != 1000:
+            model.replace_head(num_classes, rng=rng)
+    model.arch = arch
     return model
 
 

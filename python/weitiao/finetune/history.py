@@ -1,0 +1,109 @@
+"""Per-epoch training record and evaluation results."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    loss: float
+    train_accuracy: float
+    val_accuracy: float | None
+    val_loss: float | None
+    examples_per_sec: float
+    seconds: float
+    lrs: list[float]
+    interrupted: bool = False
+
+
+@dataclass
+class History:
+    """What ``fit`` did, one record per epoch (an epoch stopped by Ctrl-C is marked
+    ``interrupted`` and counts only the batches that finished).
+
+    >>> h.loss, h.val_accuracy  # doctest: +SKIP
+    ([0.62, 0.41], [0.81, 0.86])
+    """
+
+    epochs: list[EpochRecord] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+    def _column(self, name: str) -> list:
+        return [getattr(e, name) for e in self.epochs]
+
+    @property
+    def loss(self) -> list[float]:
+        return self._column("loss")
+
+    @property
+    def train_accuracy(self) -> list[float]:
+        return self._column("train_accuracy")
+
+    @property
+    def val_accuracy(self) -> list[float | None]:
+        return self._column("val_accuracy")
+
+    @property
+    def val_loss(self) -> list[float | None]:
+        return self._column("val_loss")
+
+    @property
+    def examples_per_sec(self) -> list[float]:
+        return self._column("examples_per_sec")
+
+    @property
+    def seconds(self) -> list[float]:
+        return self._column("seconds")
+
+    def to_dict(self) -> dict:
+        return {"epochs": [asdict(e) for e in self.epochs]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "History":
+        return cls([EpochRecord(**e) for e in d.get("epochs", [])])
+
+    def __str__(self) -> str:
+        rows = ["epoch   loss  train acc  val acc   img/s   seconds"]
+        for e in self.epochs:
+            val = f"{e.val_accuracy:7.3f}" if e.val_accuracy is not None else "      -"
+            mark = " (interrupted)" if e.interrupted else ""
+            rows.append(f"{e.epoch:5d} {e.loss:6.3f} {e.train_accuracy:10.3f} {val}  "
+                        f"{e.examples_per_sec:6.1f} {e.seconds:9.1f}{mark}")
+        return "\n".join(rows)
+
+
+@dataclass
+class Evaluation:
+    """Accuracy, mean loss, per-class accuracy and the confusion matrix (rows: true class,
+    columns: predicted) of a model on a dataset."""
+
+    accuracy: float
+    loss: float
+    per_class_accuracy: dict[str, float]
+    confusion: np.ndarray
+    classes: list[str]
+
+    def __str__(self) -> str:
+        lines = [f"accuracy {self.accuracy:.4f}  loss {self.loss:.4f}"]
+        lines += [f"  {c}: {a:.4f}" for c, a in self.per_class_accuracy.items()]
+        return "\n".join(lines)
+
+
+def evaluation_from(logits_loss: tuple[float, int], labels: np.ndarray, preds: np.ndarray,
+                    classes: list[str]) -> Evaluation:
+    """Build an Evaluation from summed loss and count, true labels and predictions."""
+    loss_sum, count = logits_loss
+    k = len(classes)
+    confusion = np.zeros((k, k), np.int64)
+    np.add.at(confusion, (labels, preds), 1)
+    per_class = {}
+    for i, c in enumerate(classes):
+        total = confusion[i].sum()
+        per_class[c] = float(confusion[i, i] / total) if total else float("nan")
+    accuracy = float(np.trace(confusion) / max(count, 1))
+    return Evaluation(accuracy, loss_sum / max(count, 1), per_class, confusion, list(classes))
