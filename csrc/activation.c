@@ -1,8 +1,8 @@
 #include "activation.h"
-
+#include "threads.h"
 
 wt_status clamp_forward(float *y, const float *x, int64_t n, float cap) {
-#pragma omp parallel for schedule(static) if (n > WT_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads(wt_get_num_threads()) if (n > WT_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {
         const float v = x[i];
         y[i] = v > 0.0f ? (v < cap ? v : cap) : (v != v ? v : 0.0f);
@@ -11,7 +11,7 @@ wt_status clamp_forward(float *y, const float *x, int64_t n, float cap) {
 }
 
 wt_status clamp_backward(float *dx, const float *dy, const float *y, int64_t n, float cap) {
-#pragma omp parallel for schedule(static) if (n > WT_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads(wt_get_num_threads()) if (n > WT_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {
         if (y[i] > 0.0f && y[i] < cap) {
             dx[i] += dy[i];
@@ -21,7 +21,7 @@ wt_status clamp_backward(float *dx, const float *dy, const float *y, int64_t n, 
 }
 
 wt_status add_forward(float *y, const float *a, const float *b, int64_t n) {
-#pragma omp parallel for schedule(static) if (n > WT_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads(wt_get_num_threads()) if (n > WT_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {
         y[i] = a[i] + b[i];
     }

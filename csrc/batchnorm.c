@@ -1,7 +1,7 @@
 #include "batchnorm.h"
 
 #include <math.h>
-
+#include "threads.h"
 
 wt_status batchnorm2d_forward_train(float *y, float *save_mean, float *save_invstd,
                                     float *running_mean, float *running_var, const float *x,
@@ -11,7 +11,7 @@ wt_status batchnorm2d_forward_train(float *y, float *save_mean, float *save_invs
     if (count < 2) {
         return WT_ERR_SHAPE;
     }
-#pragma omp parallel for schedule(static) if (n * c * hw > WT_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads(wt_get_num_threads()) if (n * c * hw > WT_PARALLEL_MIN)
     for (int64_t ci = 0; ci < c; ci++) {
         double sum = 0.0;
         for (int64_t ni = 0; ni < n; ni++) {
@@ -57,7 +57,7 @@ wt_status batchnorm2d_forward_eval(float *y, const float *x, const float *runnin
                                    const float *running_var, const float *weight,
                                    const float *bias, int64_t n, int64_t c, int64_t hw,
                                    float eps) {
-#pragma omp parallel for schedule(static) if (n * c * hw > WT_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads(wt_get_num_threads()) if (n * c * hw > WT_PARALLEL_MIN)
     for (int64_t p = 0; p < n * c; p++) {
         const int64_t ci = p % c;
         const float invstd = 1.0f / sqrtf(running_var[ci] + eps);
@@ -82,7 +82,7 @@ wt_status batchnorm2d_backward(float *dx, float *dweight, float *dbias, const fl
     if (count < 1) {
         return WT_OK;
     }
-#pragma omp parallel for schedule(static) if (n * c * hw > WT_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads(wt_get_num_threads()) if (n * c * hw > WT_PARALLEL_MIN)
     for (int64_t ci = 0; ci < c; ci++) {
         const float m = mean[ci], is = invstd[ci];
         double sum_dy = 0.0, sum_dy_xhat = 0.0;

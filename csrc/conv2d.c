@@ -80,7 +80,7 @@ static void valid_range(int64_t off, int64_t stride, int64_t size, int64_t out, 
 /* cols (channels*KH*KW, OH*OW) from x (channels, H, W), zeros where the window is padding. */
 static void im2col(float *cols, const float *x, int64_t channels, const conv2d_shape *s) {
     const int64_t kk = s->kh * s->kw, ohw = s->oh * s->ow, rows = channels * kk;
-#pragma omp parallel for schedule(static) if (rows * ohw > WT_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads(wt_get_num_threads()) if (rows * ohw > WT_PARALLEL_MIN)
     for (int64_t r = 0; r < rows; r++) {
         const int64_t ci = r / kk, ki = (r % kk) / s->kw, kj = r % s->kw;
         const float *xc = x + ci * s->h * s->w;
@@ -115,7 +115,7 @@ static void im2col(float *cols, const float *x, int64_t channels, const conv2d_s
 /* dx (channels, H, W) += the columns scattered back to the positions they came from. */
 static void col2im_add(float *dx, const float *cols, int64_t channels, const conv2d_shape *s) {
     const int64_t ohw = s->oh * s->ow;
-#pragma omp parallel for schedule(static) if (channels * s->kh * s->kw * ohw > WT_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads(wt_get_num_threads()) if (channels * s->kh * s->kw * ohw > WT_PARALLEL_MIN)
     for (int64_t ci = 0; ci < channels; ci++) {
         float *dxc = dx + ci * s->h * s->w;
         for (int64_t ki = 0; ki < s->kh; ki++) {
@@ -144,7 +144,7 @@ static void col2im_add(float *dx, const float *cols, int64_t channels, const con
 static void depthwise_forward(float *y, const float *x, const float *w, const float *bias,
                               const conv2d_shape *s) {
     const int64_t mult = s->oc / s->c, ohw = s->oh * s->ow, kk = s->kh * s->kw;
-#pragma omp parallel for schedule(static) if (s->n * s->oc * ohw * kk > WT_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads(wt_get_num_threads()) if (s->n * s->oc * ohw * kk > WT_PARALLEL_MIN)
     for (int64_t p = 0; p < s->n * s->oc; p++) {
         const int64_t ni = p / s->oc, o = p % s->oc;
         const float *xc = x + (ni * s->c + o / mult) * s->h * s->w;
@@ -184,7 +184,7 @@ static void depthwise_forward(float *y, const float *x, const float *w, const fl
 static void depthwise_backward_data(float *dx, const float *dy, const float *w,
                                     const conv2d_shape *s) {
     const int64_t mult = s->oc / s->c, ohw = s->oh * s->ow, kk = s->kh * s->kw;
-#pragma omp parallel for schedule(static) if (s->n * s->oc * ohw * kk > WT_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads(wt_get_num_threads()) if (s->n * s->oc * ohw * kk > WT_PARALLEL_MIN)
     for (int64_t p = 0; p < s->n * s->c; p++) {
         const int64_t ni = p / s->c, ci = p % s->c;
         float *dxc = dx + p * s->h * s->w;
@@ -217,7 +217,7 @@ static void depthwise_backward_data(float *dx, const float *dy, const float *w,
 static void depthwise_backward_weight(float *dw, const float *dy, const float *x,
                                       const conv2d_shape *s) {
     const int64_t mult = s->oc / s->c, ohw = s->oh * s->ow, kk = s->kh * s->kw;
-#pragma omp parallel for schedule(static) if (s->n * s->oc * ohw * kk > WT_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads(wt_get_num_threads()) if (s->n * s->oc * ohw * kk > WT_PARALLEL_MIN)
     for (int64_t o = 0; o < s->oc; o++) {
         for (int64_t ki = 0; ki < s->kh; ki++) {
             for (int64_t kj = 0; kj < s->kw; kj++) {
@@ -250,7 +250,7 @@ static void depthwise_backward_weight(float *dw, const float *dy, const float *x
 
 static void add_bias(float *y, const float *bias, const conv2d_shape *s) {
     const int64_t ohw = s->oh * s->ow;
-#pragma omp parallel for schedule(static) if (s->n * s->oc * ohw > WT_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads(wt_get_num_threads()) if (s->n * s->oc * ohw > WT_PARALLEL_MIN)
     for (int64_t p = 0; p < s->n * s->oc; p++) {
         const float b = bias[p % s->oc];
         float *yc = y + p * ohw;
@@ -262,7 +262,7 @@ static void add_bias(float *y, const float *bias, const conv2d_shape *s) {
 
 static void bias_grad(float *dbias, const float *dy, const conv2d_shape *s) {
     const int64_t ohw = s->oh * s->ow;
-#pragma omp parallel for schedule(static) if (s->n * s->oc * ohw > WT_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads(wt_get_num_threads()) if (s->n * s->oc * ohw > WT_PARALLEL_MIN)
     for (int64_t o = 0; o < s->oc; o++) {
         double acc = 0.0;
         for (int64_t ni = 0; ni < s->n; ni++) {
@@ -386,12 +386,15 @@ wt_status conv2d_backward_weight(float *dw, float *dbias, float *workspace, cons
     if (used < 1) {
         return WT_OK;
     }
+    /* Zeroed here, not by each thread: OpenMP may grant fewer threads than asked for, and
+     * the reduction below reads every accumulator. */
+    for (int u = 0; u < used; u++) {
+        memset(workspace + (size_t)u * per_thread + cols_size(s), 0, wsize * sizeof(float));
+    }
 #pragma omp parallel num_threads(used) if (used > 1)
     {
-        const int t = wt_thread_id();
-        float *ws = workspace + (size_t)t * per_thread;
+        float *ws = workspace + (size_t)wt_thread_id() * per_thread;
         float *acc = ws + cols_size(s);
-        memset(acc, 0, wsize * sizeof(float));
 #pragma omp for schedule(dynamic)
         for (int64_t ni = 0; ni < s->n; ni++) {
             backward_weight_image(acc, ws, dy + ni * s->oc * s->oh * s->ow,

@@ -1,5 +1,5 @@
 #include "dropout.h"
-
+#include "threads.h"
 
 /* SplitMix64 finaliser (Steele, Lea and Flood, "Fast splittable pseudorandom number
  * generators", 2014). */
@@ -17,7 +17,7 @@ wt_status dropout_forward(float *y, uint8_t *mask, const float *x, int64_t n, fl
     }
     const float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
     const uint64_t key = splitmix64(seed);
-#pragma omp parallel for schedule(static) if (n > WT_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads(wt_get_num_threads()) if (n > WT_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {
         /* 24 random bits give a uniform float in [0, 1) exactly representable. */
         const float u = (float)(splitmix64(key ^ (uint64_t)i) >> 40) * (1.0f / 16777216.0f);
@@ -37,7 +37,7 @@ wt_status dropout_backward(float *dx, const float *dy, const uint8_t *mask, int6
         return WT_OK;
     }
     const float scale = 1.0f / (1.0f - p);
-#pragma omp parallel for schedule(static) if (n > WT_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads(wt_get_num_threads()) if (n > WT_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {
         if (mask[i]) {
             dx[i] += dy[i] * scale;

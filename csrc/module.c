@@ -7,6 +7,7 @@
 #include <numpy/arrayobject.h>
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -55,7 +56,8 @@ static PyArrayObject *input_f32(PyObject *obj, const char *fn, const char *name,
                      PyArray_DESCR((PyArrayObject *)obj)->typeobj->tp_name);
         return NULL;
     }
-    if (!PyArray_Check(obj) && !PySequence_Check(obj)) {
+    if ((!PyArray_Check(obj) && !PySequence_Check(obj)) || PyUnicode_Check(obj) ||
+        PyBytes_Check(obj)) {
         PyErr_Format(PyExc_TypeError, "%s: %s: expected a float32 numpy array, got %s", fn,
                      name, Py_TYPE(obj)->tp_name);
         return NULL;
@@ -64,15 +66,20 @@ static PyArrayObject *input_f32(PyObject *obj, const char *fn, const char *name,
     if (!a) {
         return NULL;
     }
-    if (PyArray_NDIM(a) != ndim) {
+    if (ndim >= 0 && PyArray_NDIM(a) != ndim) {
         char shape[160];
         format_shape(shape, sizeof(shape), a);
-        PyErr_Format(PyExc_ValueError, "%s: %s: expected a %d-D array %s, got shape %s", fn,
-                     name, ndim, layout, shape);
+        PyErr_Format(PyExc_ValueError, "%s: %s: expected a %d-D array%s%s, got shape %s", fn,
+                     name, ndim, layout[0] ? " " : "", layout, shape);
         Py_DECREF(a);
         return NULL;
     }
     return a;
+}
+
+/* input_f32 for elementwise functions: any rank. */
+static PyArrayObject *input_f32_any(PyObject *obj, const char *fn, const char *name) {
+    return input_f32(obj, fn, name, -1, "");
 }
 
 /* As input_f32 but None gives NULL with no error set; *failed tells the two NULLs apart. */
@@ -134,7 +141,8 @@ static PyArrayObject *optional_inplace_f32(PyObject *obj, const char *fn, const 
 /* A new reference to obj as a C-contiguous int64 array of rank ndim; any integer dtype is
  * accepted and widened. */
 static PyArrayObject *input_i64(PyObject *obj, const char *fn, const char *name, int ndim) {
-    if (!PyArray_Check(obj) && !PySequence_Check(obj)) {
+    if ((!PyArray_Check(obj) && !PySequence_Check(obj)) || PyUnicode_Check(obj) ||
+        PyBytes_Check(obj)) {
         PyErr_Format(PyExc_TypeError, "%s: %s: expected an integer numpy array, got %s", fn,
                      name, Py_TYPE(obj)->tp_name);
         return NULL;
@@ -192,14 +200,26 @@ static int expect_shape(PyArrayObject *a, const char *fn, const char *name, int 
 
 /* Parses an int or a sequence of ints into out[count]; a single int is repeated. Values
  * must lie in [lo, MAX_HYPER]. */
+static int is_integer(PyObject *obj) {
+    return PyIndex_Check(obj) && !PyBool_Check(obj);
+}
+
+/* The value of an integer object, saturated to MAX_HYPER + 1 when it does not fit. */
+static long long integer_value(PyObject *obj) {
+    PyObject *index = PyNumber_Index(obj);
+    long long v = index ? PyLong_AsLongLong(index) : -1;
+    Py_XDECREF(index);
+    if (v == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        v = MAX_HYPER + 1;
+    }
+    return v;
+}
+
 static int parse_ints(PyObject *obj, const char *fn, const char *name, int64_t *out, int count,
                       int64_t lo) {
-    if (PyLong_Check(obj)) {
-        long long v = PyLong_AsLongLong(obj);
-        if (v == -1 && PyErr_Occurred()) {
-            PyErr_Clear();
-            v = MAX_HYPER + 1;
-        }
+    if (is_integer(obj)) {
+        long long v = integer_value(obj);
         for (int i = 0; i < count; i++) {
             out[i] = v;
         }
@@ -209,23 +229,22 @@ static int parse_ints(PyObject *obj, const char *fn, const char *name, int64_t *
             if (!item) {
                 return -1;
             }
-            if (!PyLong_Check(item)) {
-                Py_DECREF(item);
+            if (!is_integer(item)) {
                 PyErr_Format(PyExc_TypeError, "%s: %s: expected integers, got %s", fn, name,
                              Py_TYPE(item)->tp_name);
+                Py_DECREF(item);
                 return -1;
             }
-            long long v = PyLong_AsLongLong(item);
+            out[i] = integer_value(item);
             Py_DECREF(item);
-            if (v == -1 && PyErr_Occurred()) {
-                PyErr_Clear();
-                v = MAX_HYPER + 1;
-            }
-            out[i] = v;
         }
     } else {
-        PyErr_Format(PyExc_TypeError, "%s: %s: expected an int or %d ints, got %R", fn, name,
-                     count, obj);
+        if (count == 1) {
+            PyErr_Format(PyExc_TypeError, "%s: %s: expected an integer, got %R", fn, name, obj);
+        } else {
+            PyErr_Format(PyExc_TypeError, "%s: %s: expected an integer or %d integers, got %R",
+                         fn, name, count, obj);
+        }
         return -1;
     }
     for (int i = 0; i < count; i++) {
@@ -244,7 +263,7 @@ static int parse_padding(PyObject *obj, const char *fn, int64_t pad[4]) {
         return parse_ints(obj, fn, "padding", pad, 4, 0);
     }
     int64_t hw[2];
-    if (PyLong_Check(obj) || (PySequence_Check(obj) && PySequence_Size(obj) == 2)) {
+    if (is_integer(obj) || (PySequence_Check(obj) && PySequence_Size(obj) == 2)) {
         if (parse_ints(obj, fn, "padding", hw, 2, 0) < 0) {
             return -1;
         }
@@ -273,7 +292,9 @@ static int parse_shape4(PyObject *obj, const char *fn, const char *name, npy_int
         if (!item) {
             return -1;
         }
-        long long v = PyLong_Check(item) ? PyLong_AsLongLong(item) : -1;
+        PyObject *index = is_integer(item) ? PyNumber_Index(item) : NULL;
+        long long v = index ? PyLong_AsLongLong(index) : -1;
+        Py_XDECREF(index);
         Py_DECREF(item);
         if (PyErr_Occurred() || v < 0 || v > ((long long)1 << 40)) {
             PyErr_Clear();
@@ -298,6 +319,16 @@ static int check_size(const npy_intp *dims, int ndim, const char *fn, const char
         total *= dims[i];
     }
     return 0;
+}
+
+/* PyErr_Format knows no %g; format numbers with snprintf first. */
+static void value_error(const char *format, ...) {
+    char msg[512];
+    va_list args;
+    va_start(args, format);
+    vsnprintf(msg, sizeof(msg), format, args);
+    va_end(args);
+    PyErr_SetString(PyExc_ValueError, msg);
 }
 
 static int check_status(wt_status status, const char *fn) {
@@ -326,21 +357,30 @@ static float *alloc_workspace(size_t floats) {
     return ws;
 }
 
+/* 0 if x's C, H and W are all at least 1 (N may be 0), else -1 with ValueError. */
+static int expect_nonempty_chw(const npy_intp *xd, const char *fn, const char *name) {
+    if (xd[1] >= 1 && xd[2] >= 1 && xd[3] >= 1) {
+        return 0;
+    }
+    PyErr_Format(PyExc_ValueError, "%s: %s: expected C, H and W >= 1, got (%lld, %lld, %lld, %lld)",
+                 fn, name, (long long)xd[0], (long long)xd[1], (long long)xd[2], (long long)xd[3]);
+    return -1;
+}
+
 /* ---------------------------------------------------------------- convolution */
 
 /* Fills a conv2d_shape from x's and weight's dims and the hyperparameters, with messages
  * that name what does not fit. */
-static int conv_shape(conv2d_shape *s, const char *fn, const npy_intp *xd, const npy_intp *wd,
-                      PyObject *stride, PyObject *padding, PyObject *dilation, long groups) {
-    int64_t st[2], dl[2], pad[4];
+static int conv_shape(conv2d_shape *s, const char *fn, const char *wname, const npy_intp *xd,
+                      const npy_intp *wd, PyObject *stride, PyObject *padding,
+                      PyObject *dilation, PyObject *groups_obj) {
+    int64_t st[2], dl[2], pad[4], g;
     if (parse_ints(stride, fn, "stride", st, 2, 1) < 0 ||
-        parse_ints(dilation, fn, "dilation", dl, 2, 1) < 0 || parse_padding(padding, fn, pad) < 0) {
+        parse_ints(dilation, fn, "dilation", dl, 2, 1) < 0 || parse_padding(padding, fn, pad) < 0 ||
+        parse_ints(groups_obj, fn, "groups", &g, 1, 1) < 0) {
         return -1;
     }
-    if (groups < 1 || groups > MAX_HYPER) {
-        PyErr_Format(PyExc_ValueError, "%s: groups: expected a positive int, got %ld", fn, groups);
-        return -1;
-    }
+    const long groups = (long)g;
     if (xd[1] % groups != 0 || wd[0] % groups != 0) {
         PyErr_Format(PyExc_ValueError,
                      "%s: groups=%ld must divide the input channels (%lld) and the output "
@@ -350,16 +390,13 @@ static int conv_shape(conv2d_shape *s, const char *fn, const npy_intp *xd, const
     }
     if (wd[1] != xd[1] / groups || wd[0] == 0 || wd[2] == 0 || wd[3] == 0) {
         PyErr_Format(PyExc_ValueError,
-                     "%s: weight: expected shape (OC, %lld, KH, KW) with OC, KH, KW >= 1 for %lld "
+                     "%s: %s: expected shape (OC, %lld, KH, KW) with OC, KH, KW >= 1 for %lld "
                      "input channels and groups=%ld, got (%lld, %lld, %lld, %lld)",
-                     fn, (long long)(xd[1] / groups), (long long)xd[1], groups, (long long)wd[0],
+                     fn, wname, (long long)(xd[1] / groups), (long long)xd[1], groups, (long long)wd[0],
                      (long long)wd[1], (long long)wd[2], (long long)wd[3]);
         return -1;
     }
-    if (xd[1] == 0 || xd[2] == 0 || xd[3] == 0) {
-        PyErr_Format(PyExc_ValueError,
-                     "%s: x: expected C, H and W >= 1, got (%lld, %lld, %lld, %lld)", fn,
-                     (long long)xd[0], (long long)xd[1], (long long)xd[2], (long long)xd[3]);
+    if (expect_nonempty_chw(xd, fn, "x") < 0) {
         return -1;
     }
     *s = (conv2d_shape){.n = xd[0], .c = xd[1], .h = xd[2], .w = xd[3], .oc = wd[0],
@@ -389,12 +426,12 @@ static PyObject *py_conv2d_forward(PyObject *Py_UNUSED(self), PyObject *args, Py
     static const char *fn = "conv2d_forward";
     static char *kwlist[] = {"x", "weight", "bias", CONV_KWARGS, NULL};
     PyObject *x_obj, *w_obj, *b_obj = Py_None, *stride = NULL, *padding = NULL, *dilation = NULL;
-    long groups = 1;
+    PyObject *groups = NULL;
     PyArrayObject *x = NULL, *w = NULL, *b = NULL, *y = NULL;
     float *ws = NULL;
     int failed = 0;
     PyObject *one = PyLong_FromLong(1), *zero = PyLong_FromLong(0);
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|OOOOl:conv2d_forward", kwlist, &x_obj, &w_obj,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|OOOOO:conv2d_forward", kwlist, &x_obj, &w_obj,
                                      &b_obj, &stride, &padding, &dilation, &groups)) {
         goto cleanup;
     }
@@ -408,8 +445,9 @@ static PyObject *py_conv2d_forward(PyObject *Py_UNUSED(self), PyObject *args, Py
     }
     conv2d_shape s;
     const int nthreads = wt_get_num_threads();
-    if (conv_shape(&s, fn, PyArray_DIMS(x), PyArray_DIMS(w), stride ? stride : one,
-                   padding ? padding : zero, dilation ? dilation : one, groups) < 0) {
+    if (conv_shape(&s, fn, "weight", PyArray_DIMS(x), PyArray_DIMS(w), stride ? stride : one,
+                   padding ? padding : zero, dilation ? dilation : one,
+                   groups ? groups : one) < 0) {
         goto cleanup;
     }
     npy_intp bd[1] = {s.oc};
@@ -441,12 +479,12 @@ static PyObject *py_conv2d_backward_data(PyObject *Py_UNUSED(self), PyObject *ar
     static const char *fn = "conv2d_backward_data";
     static char *kwlist[] = {"grad_out", "weight", "input_shape", CONV_KWARGS, NULL};
     PyObject *dy_obj, *w_obj, *shape_obj, *stride = NULL, *padding = NULL, *dilation = NULL;
-    long groups = 1;
+    PyObject *groups = NULL;
     PyArrayObject *dy = NULL, *w = NULL, *dx = NULL;
     float *ws = NULL;
     PyObject *one = PyLong_FromLong(1), *zero = PyLong_FromLong(0);
     npy_intp xd[4];
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO|OOOl:conv2d_backward_data", kwlist, &dy_obj,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO|OOOO:conv2d_backward_data", kwlist, &dy_obj,
                                      &w_obj, &shape_obj, &stride, &padding, &dilation, &groups)) {
         goto cleanup;
     }
@@ -457,8 +495,9 @@ static PyObject *py_conv2d_backward_data(PyObject *Py_UNUSED(self), PyObject *ar
     }
     conv2d_shape s;
     const int nthreads = wt_get_num_threads();
-    if (conv_shape(&s, fn, xd, PyArray_DIMS(w), stride ? stride : one, padding ? padding : zero,
-                   dilation ? dilation : one, groups) < 0) {
+    if (conv_shape(&s, fn, "weight", xd, PyArray_DIMS(w), stride ? stride : one,
+                   padding ? padding : zero, dilation ? dilation : one,
+                   groups ? groups : one) < 0) {
         goto cleanup;
     }
     npy_intp yd[4] = {s.n, s.oc, s.oh, s.ow};
@@ -489,12 +528,12 @@ static PyObject *py_conv2d_backward_weight(PyObject *Py_UNUSED(self), PyObject *
     static char *kwlist[] = {"grad_out", "x", "grad_weight", "grad_bias", CONV_KWARGS, NULL};
     PyObject *dy_obj, *x_obj, *dw_obj, *db_obj = Py_None;
     PyObject *stride = NULL, *padding = NULL, *dilation = NULL, *result = NULL;
-    long groups = 1;
+    PyObject *groups = NULL;
     PyArrayObject *dy = NULL, *x = NULL, *dw = NULL, *db = NULL;
     float *ws = NULL;
     int failed = 0;
     PyObject *one = PyLong_FromLong(1), *zero = PyLong_FromLong(0);
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO|OOOOl:conv2d_backward_weight", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO|OOOOO:conv2d_backward_weight", kwlist,
                                      &dy_obj, &x_obj, &dw_obj, &db_obj, &stride, &padding,
                                      &dilation, &groups)) {
         goto cleanup;
@@ -518,8 +557,9 @@ static PyObject *py_conv2d_backward_weight(PyObject *Py_UNUSED(self), PyObject *
     }
     conv2d_shape s;
     const int nthreads = wt_get_num_threads();
-    if (conv_shape(&s, fn, PyArray_DIMS(x), PyArray_DIMS(dw), stride ? stride : one,
-                   padding ? padding : zero, dilation ? dilation : one, groups) < 0) {
+    if (conv_shape(&s, fn, "grad_weight", PyArray_DIMS(x), PyArray_DIMS(dw),
+                   stride ? stride : one, padding ? padding : zero, dilation ? dilation : one,
+                   groups ? groups : one) < 0) {
         goto cleanup;
     }
     npy_intp yd[4] = {s.n, s.oc, s.oh, s.ow}, bd[1] = {s.oc};
@@ -575,9 +615,7 @@ static int pool_shape(pool2d_shape *s, const char *fn, const npy_intp *xd, PyObj
                      fn, (long long)pad[0], (long long)pad[1], (long long)k[0], (long long)k[1]);
         return -1;
     }
-    if (xd[2] == 0 || xd[3] == 0) {
-        PyErr_Format(PyExc_ValueError, "%s: x: expected H and W >= 1, got %lld x %lld", fn,
-                     (long long)xd[2], (long long)xd[3]);
+    if (expect_nonempty_chw(xd, fn, "x") < 0) {
         return -1;
     }
     *s = (pool2d_shape){.n = xd[0], .c = xd[1], .h = xd[2], .w = xd[3], .kh = k[0], .kw = k[1],
@@ -639,6 +677,7 @@ static PyObject *py_max_pool2d_backward(PyObject *Py_UNUSED(self), PyObject *arg
         !(dy = input_f32(dy_obj, fn, "grad_out", 4, "(N, C, OH, OW)")) ||
         !(idx = input_i64(idx_obj, fn, "indices", 4)) ||
         parse_shape4(shape_obj, fn, "input_shape", xd) < 0 ||
+        expect_nonempty_chw(xd, fn, "input_shape") < 0 ||
         expect_shape(idx, fn, "indices", 4, PyArray_DIMS(dy)) < 0) {
         goto cleanup;
     }
@@ -748,9 +787,7 @@ static PyObject *py_global_avg_pool2d_forward(PyObject *Py_UNUSED(self), PyObjec
         goto cleanup;
     }
     const npy_intp *xd = PyArray_DIMS(x);
-    if (xd[2] == 0 || xd[3] == 0) {
-        PyErr_Format(PyExc_ValueError, "%s: x: expected H and W >= 1, got %lld x %lld", fn,
-                     (long long)xd[2], (long long)xd[3]);
+    if (expect_nonempty_chw(xd, fn, "x") < 0) {
         goto cleanup;
     }
     npy_intp yd[4] = {xd[0], xd[1], 1, 1};
@@ -780,9 +817,7 @@ static PyObject *py_global_avg_pool2d_backward(PyObject *Py_UNUSED(self), PyObje
         goto cleanup;
     }
     npy_intp yd[4] = {xd[0], xd[1], 1, 1};
-    if (xd[2] == 0 || xd[3] == 0) {
-        PyErr_Format(PyExc_ValueError, "%s: input_shape: expected H and W >= 1, got %lld x %lld",
-                     fn, (long long)xd[2], (long long)xd[3]);
+    if (expect_nonempty_chw(xd, fn, "input_shape") < 0) {
         goto cleanup;
     }
     if (expect_shape(dy, fn, "grad_out", 4, yd) < 0 || check_size(xd, 4, fn, "grad_in") < 0 ||
@@ -815,7 +850,7 @@ static int expect_channels(const char *fn, npy_intp c, PyArrayObject **arrays,
 
 static int check_eps(const char *fn, double eps) {
     if (!(eps > 0.0) || !isfinite(eps)) {
-        PyErr_Format(PyExc_ValueError, "%s: eps: expected a positive number, got %g", fn, eps);
+        value_error("%s: eps: expected a positive number, got %g", fn, eps);
         return -1;
     }
     return 0;
@@ -823,8 +858,7 @@ static int check_eps(const char *fn, double eps) {
 
 static int check_momentum(const char *fn, double momentum) {
     if (!(momentum >= 0.0 && momentum <= 1.0)) {
-        PyErr_Format(PyExc_ValueError, "%s: momentum: expected a number in [0, 1], got %g", fn,
-                     momentum);
+        value_error("%s: momentum: expected a number in [0, 1], got %g", fn, momentum);
         return -1;
     }
     return 0;
@@ -853,7 +887,8 @@ static PyObject *py_batch_norm2d_forward_train(PyObject *Py_UNUSED(self), PyObje
     const npy_intp *xd = PyArray_DIMS(x);
     PyArrayObject *per_channel[4] = {w, b, rm, rv};
     const char *names[4] = {"weight", "bias", "running_mean", "running_var"};
-    if (failed || expect_channels(fn, xd[1], per_channel, names, 4) < 0) {
+    if (failed || expect_nonempty_chw(xd, fn, "x") < 0 ||
+        expect_channels(fn, xd[1], per_channel, names, 4) < 0) {
         goto cleanup;
     }
     if (xd[0] * xd[2] * xd[3] < 2) {
@@ -908,7 +943,8 @@ static PyObject *py_batch_norm2d_forward_eval(PyObject *Py_UNUSED(self), PyObjec
     const npy_intp *xd = PyArray_DIMS(x);
     PyArrayObject *per_channel[4] = {w, b, rm, rv};
     const char *names[4] = {"weight", "bias", "running_mean", "running_var"};
-    if (failed || expect_channels(fn, xd[1], per_channel, names, 4) < 0 ||
+    if (failed || expect_nonempty_chw(xd, fn, "x") < 0 ||
+        expect_channels(fn, xd[1], per_channel, names, 4) < 0 ||
         !(y = (PyArrayObject *)PyArray_SimpleNew(4, xd, NPY_FLOAT32))) {
         goto cleanup;
     }
@@ -951,7 +987,8 @@ static PyObject *py_batch_norm2d_backward(PyObject *Py_UNUSED(self), PyObject *a
     const npy_intp *xd = PyArray_DIMS(x);
     PyArrayObject *per_channel[5] = {w, m, is, dw, db};
     const char *names[5] = {"weight", "mean", "invstd", "grad_weight", "grad_bias"};
-    if (failed || expect_shape(dy, fn, "grad_out", 4, xd) < 0 ||
+    if (failed || expect_nonempty_chw(xd, fn, "x") < 0 ||
+        expect_shape(dy, fn, "grad_out", 4, xd) < 0 ||
         expect_channels(fn, xd[1], per_channel, names, 5) < 0) {
         goto cleanup;
     }
@@ -986,13 +1023,7 @@ static PyObject *clamp_forward_py(PyObject *args, PyObject *kw, const char *fn, 
     if (!PyArg_ParseTupleAndKeywords(args, kw, "O", kwlist, &x_obj)) {
         return NULL;
     }
-    if (PyArray_Check(x_obj) && PyArray_TYPE((PyArrayObject *)x_obj) != NPY_FLOAT32) {
-        PyErr_Format(PyExc_TypeError, "%s: x: expected a float32 array, got dtype %s", fn,
-                     PyArray_DESCR((PyArrayObject *)x_obj)->typeobj->tp_name);
-        return NULL;
-    }
-    x = (PyArrayObject *)PyArray_FROM_OTF(x_obj, NPY_FLOAT32, NPY_ARRAY_IN_ARRAY);
-    if (!x) {
+    if (!(x = input_f32_any(x_obj, fn, "x"))) {
         return NULL;
     }
     y = (PyArrayObject *)PyArray_SimpleNew(PyArray_NDIM(x), PyArray_DIMS(x), NPY_FLOAT32);
@@ -1012,10 +1043,11 @@ static PyObject *clamp_backward_py(PyObject *args, PyObject *kw, const char *fn,
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OO", kwlist, &dy_obj, &y_obj)) {
         return NULL;
     }
-    int ndim = PyArray_Check(y_obj) ? PyArray_NDIM((PyArrayObject *)y_obj) : 1;
-    if (!(y = input_f32(y_obj, fn, "y", ndim, "(the forward output)")) ||
-        !(dy = input_f32(dy_obj, fn, "grad_out", ndim, "(shaped like y)")) ||
-        expect_shape(dy, fn, "grad_out", ndim, PyArray_DIMS(y)) < 0 ||
+    if (!(y = input_f32_any(y_obj, fn, "y")) || !(dy = input_f32_any(dy_obj, fn, "grad_out"))) {
+        goto cleanup;
+    }
+    int ndim = PyArray_NDIM(y);
+    if (expect_shape(dy, fn, "grad_out", ndim, PyArray_DIMS(y)) < 0 ||
         !(dx = (PyArrayObject *)PyArray_ZEROS(ndim, PyArray_DIMS(y), NPY_FLOAT32, 0))) {
         goto cleanup;
     }
@@ -1052,10 +1084,11 @@ static PyObject *py_add(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw)
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OO:add", kwlist, &a_obj, &b_obj)) {
         return NULL;
     }
-    int ndim = PyArray_Check(a_obj) ? PyArray_NDIM((PyArrayObject *)a_obj) : 1;
-    if (!(a = input_f32(a_obj, fn, "a", ndim, "")) ||
-        !(b = input_f32(b_obj, fn, "b", ndim, "(shaped like a)")) ||
-        expect_shape(b, fn, "b", ndim, PyArray_DIMS(a)) < 0 ||
+    if (!(a = input_f32_any(a_obj, fn, "a")) || !(b = input_f32_any(b_obj, fn, "b"))) {
+        goto cleanup;
+    }
+    int ndim = PyArray_NDIM(a);
+    if (expect_shape(b, fn, "b", ndim, PyArray_DIMS(a)) < 0 ||
         !(y = (PyArrayObject *)PyArray_SimpleNew(ndim, PyArray_DIMS(a), NPY_FLOAT32))) {
         goto cleanup;
     }
@@ -1164,8 +1197,7 @@ static PyObject *py_cross_entropy(PyObject *Py_UNUSED(self), PyObject *args, PyO
         goto cleanup;
     }
     if (!(smoothing >= 0.0 && smoothing <= 1.0)) {
-        PyErr_Format(PyExc_ValueError, "%s: label_smoothing: expected a number in [0, 1], got %g",
-                     fn, smoothing);
+        value_error("%s: label_smoothing: expected a number in [0, 1], got %g", fn, smoothing);
         goto cleanup;
     }
     const npy_intp n = PyArray_DIM(z, 0), k = PyArray_DIM(z, 1);
@@ -1203,7 +1235,7 @@ cleanup:
 
 static int check_probability(const char *fn, double p) {
     if (!(p >= 0.0 && p <= 1.0)) {
-        PyErr_Format(PyExc_ValueError, "%s: p: expected a probability in [0, 1], got %g", fn, p);
+        value_error("%s: p: expected a probability in [0, 1], got %g", fn, p);
         return -1;
     }
     return 0;
@@ -1220,9 +1252,11 @@ static PyObject *py_dropout_forward(PyObject *Py_UNUSED(self), PyObject *args, P
         check_probability(fn, p) < 0) {
         return NULL;
     }
-    int ndim = PyArray_Check(x_obj) ? PyArray_NDIM((PyArrayObject *)x_obj) : 1;
-    if (!(x = input_f32(x_obj, fn, "x", ndim, "")) ||
-        !(y = (PyArrayObject *)PyArray_SimpleNew(ndim, PyArray_DIMS(x), NPY_FLOAT32)) ||
+    if (!(x = input_f32_any(x_obj, fn, "x"))) {
+        goto cleanup;
+    }
+    int ndim = PyArray_NDIM(x);
+    if (!(y = (PyArrayObject *)PyArray_SimpleNew(ndim, PyArray_DIMS(x), NPY_FLOAT32)) ||
         !(mask = (PyArrayObject *)PyArray_SimpleNew(ndim, PyArray_DIMS(x), NPY_UINT8))) {
         goto cleanup;
     }
@@ -1250,10 +1284,10 @@ static PyObject *py_dropout_backward(PyObject *Py_UNUSED(self), PyObject *args, 
         check_probability(fn, p) < 0) {
         return NULL;
     }
-    int ndim = PyArray_Check(dy_obj) ? PyArray_NDIM((PyArrayObject *)dy_obj) : 1;
-    if (!(dy = input_f32(dy_obj, fn, "grad_out", ndim, ""))) {
+    if (!(dy = input_f32_any(dy_obj, fn, "grad_out"))) {
         goto cleanup;
     }
+    int ndim = PyArray_NDIM(dy);
     if (!PyArray_Check(mask_obj) || PyArray_TYPE((PyArrayObject *)mask_obj) != NPY_UINT8) {
         PyErr_Format(PyExc_TypeError, "%s: mask: expected the uint8 array dropout_forward returned",
                      fn);
@@ -1282,30 +1316,32 @@ static PyObject *py_sgd_step(PyObject *Py_UNUSED(self), PyObject *args, PyObject
     static const char *fn = "sgd_step";
     static char *kwlist[] = {"param", "grad", "momentum_buffer", "lr", "momentum", "dampening",
                              "weight_decay", "nesterov", "first_step", NULL};
-    PyObject *p_obj, *g_obj, *buf_obj = Py_None, *result = NULL;
-    double lr = NAN, momentum = 0.0, dampening = 0.0, weight_decay = 0.0;
+    PyObject *p_obj, *g_obj, *buf_obj = Py_None, *lr_obj = NULL, *result = NULL;
+    double lr, momentum = 0.0, dampening = 0.0, weight_decay = 0.0;
     int nesterov = 0, first_step = 0, failed = 0;
     PyArrayObject *param = NULL, *grad = NULL, *buf = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|O$ddddpp:sgd_step", kwlist, &p_obj, &g_obj,
-                                     &buf_obj, &lr, &momentum, &dampening, &weight_decay,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|O$Odddpp:sgd_step", kwlist, &p_obj, &g_obj,
+                                     &buf_obj, &lr_obj, &momentum, &dampening, &weight_decay,
                                      &nesterov, &first_step)) {
         return NULL;
     }
-    if (isnan(lr)) {
+    if (!lr_obj) {
         PyErr_Format(PyExc_TypeError, "%s: the keyword argument lr is required", fn);
+        return NULL;
+    }
+    lr = PyFloat_AsDouble(lr_obj);
+    if (lr == -1.0 && PyErr_Occurred()) {
         return NULL;
     }
     if (!isfinite(lr) || lr < 0.0 || !isfinite(momentum) || momentum < 0.0 ||
         !isfinite(weight_decay) || weight_decay < 0.0 || !isfinite(dampening)) {
-        PyErr_Format(PyExc_ValueError,
-                     "%s: expected finite lr, momentum, weight_decay >= 0 and a finite "
+        value_error("%s: expected finite lr, momentum, weight_decay >= 0 and a finite "
                      "dampening, got lr=%g momentum=%g weight_decay=%g dampening=%g",
                      fn, lr, momentum, weight_decay, dampening);
         return NULL;
     }
     if (nesterov && (momentum <= 0.0 || dampening != 0.0)) {
-        PyErr_Format(PyExc_ValueError,
-                     "%s: Nesterov momentum requires a momentum > 0 and zero dampening, got "
+        value_error("%s: Nesterov momentum requires a momentum > 0 and zero dampening, got "
                      "momentum=%g dampening=%g",
                      fn, momentum, dampening);
         return NULL;
@@ -1318,8 +1354,7 @@ static PyObject *py_sgd_step(PyObject *Py_UNUSED(self), PyObject *args, PyObject
         goto cleanup;
     }
     if (momentum != 0.0 && !buf) {
-        PyErr_Format(PyExc_ValueError,
-                     "%s: momentum_buffer: expected an array shaped like param when momentum "
+        value_error("%s: momentum_buffer: expected an array shaped like param when momentum "
                      "is %g, got None",
                      fn, momentum);
         goto cleanup;
@@ -1349,14 +1384,15 @@ cleanup:
 /* ---------------------------------------------------------------- threads and build info */
 
 static PyObject *py_set_num_threads(PyObject *Py_UNUSED(self), PyObject *arg) {
-    long n = PyLong_AsLong(arg);
-    if (n == -1 && PyErr_Occurred()) {
+    if (!is_integer(arg)) {
         PyErr_Format(PyExc_TypeError, "set_num_threads: expected an int, got %s",
                      Py_TYPE(arg)->tp_name);
         return NULL;
     }
+    long long n = integer_value(arg);
     if (n < 1 || n > 1024) {
-        PyErr_Format(PyExc_ValueError, "set_num_threads: expected 1 to 1024 threads, got %ld", n);
+        PyErr_Format(PyExc_ValueError, "set_num_threads: expected 1 to 1024 threads, got %R",
+                     arg);
         return NULL;
     }
     wt_set_num_threads((int)n);

@@ -1,5 +1,5 @@
 #include "optim.h"
-
+#include "threads.h"
 
 wt_status sgd_step(float *param, float *buf, const float *grad, int64_t n,
                    const sgd_options *opt, int first_step) {
@@ -11,7 +11,7 @@ wt_status sgd_step(float *param, float *buf, const float *grad, int64_t n,
     }
     const float lr = opt->lr, mom = opt->momentum, wd = opt->weight_decay;
     const float keep = 1.0f - opt->dampening;
-#pragma omp parallel for schedule(static) if (n > WT_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads(wt_get_num_threads()) if (n > WT_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {
         float d = grad[i];
         if (wd != 0.0f) {

@@ -1,7 +1,7 @@
 #include "pool2d.h"
 
 #include <math.h>
-
+#include "threads.h"
 
 static int64_t out_size(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t dilation,
                         int ceil_mode) {
@@ -32,7 +32,7 @@ wt_status pool2d_shape_init(pool2d_shape *s) {
 
 wt_status maxpool2d_forward(float *y, int64_t *argmax, const float *x, const pool2d_shape *s) {
     const int64_t ohw = s->oh * s->ow, hw = s->h * s->w;
-#pragma omp parallel for schedule(static) if (s->n * s->c * hw > WT_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads(wt_get_num_threads()) if (s->n * s->c * hw > WT_PARALLEL_MIN)
     for (int64_t p = 0; p < s->n * s->c; p++) {
         const float *xc = x + p * hw;
         for (int64_t oh = 0; oh < s->oh; oh++) {
@@ -78,7 +78,7 @@ wt_status maxpool2d_backward(float *dx, const float *dy, const int64_t *argmax,
             return WT_ERR_VALUE;
         }
     }
-#pragma omp parallel for schedule(static) if (s->n * s->c * hw > WT_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads(wt_get_num_threads()) if (s->n * s->c * hw > WT_PARALLEL_MIN)
     for (int64_t p = 0; p < s->n * s->c; p++) {
         float *dxc = dx + p * hw;
         for (int64_t i = 0; i < ohw; i++) {
@@ -115,7 +115,7 @@ static int avg_window(const pool2d_shape *s, int64_t oh, int64_t ow, int count_i
 wt_status avgpool2d_forward(float *y, const float *x, const pool2d_shape *s,
                             int count_include_pad) {
     const int64_t ohw = s->oh * s->ow, hw = s->h * s->w;
-#pragma omp parallel for schedule(static) if (s->n * s->c * hw > WT_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads(wt_get_num_threads()) if (s->n * s->c * hw > WT_PARALLEL_MIN)
     for (int64_t p = 0; p < s->n * s->c; p++) {
         const float *xc = x + p * hw;
         for (int64_t oh = 0; oh < s->oh; oh++) {
@@ -142,7 +142,7 @@ wt_status avgpool2d_forward(float *y, const float *x, const pool2d_shape *s,
 wt_status avgpool2d_backward(float *dx, const float *dy, const pool2d_shape *s,
                              int count_include_pad) {
     const int64_t ohw = s->oh * s->ow, hw = s->h * s->w;
-#pragma omp parallel for schedule(static) if (s->n * s->c * hw > WT_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads(wt_get_num_threads()) if (s->n * s->c * hw > WT_PARALLEL_MIN)
     for (int64_t p = 0; p < s->n * s->c; p++) {
         float *dxc = dx + p * hw;
         for (int64_t oh = 0; oh < s->oh; oh++) {
@@ -168,7 +168,7 @@ wt_status global_avgpool_forward(float *y, const float *x, int64_t planes, int64
     if (hw < 1) {
         return WT_ERR_SHAPE;
     }
-#pragma omp parallel for schedule(static) if (planes * hw > WT_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads(wt_get_num_threads()) if (planes * hw > WT_PARALLEL_MIN)
     for (int64_t p = 0; p < planes; p++) {
         double sum = 0.0;
         for (int64_t i = 0; i < hw; i++) {
@@ -183,7 +183,7 @@ wt_status global_avgpool_backward(float *dx, const float *dy, int64_t planes, in
     if (hw < 1) {
         return WT_ERR_SHAPE;
     }
-#pragma omp parallel for schedule(static) if (planes * hw > WT_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads(wt_get_num_threads()) if (planes * hw > WT_PARALLEL_MIN)
     for (int64_t p = 0; p < planes; p++) {
         const float g = dy[p] / (float)hw;
         for (int64_t i = 0; i < hw; i++) {

@@ -6,18 +6,18 @@
 #include <omp.h>
 #endif
 
+/* One count for the whole process: omp_set_num_threads would only set it for the calling
+ * OS thread, and Python users train from worker threads too. */
+static volatile int g_threads = 1;
+
 void wt_set_num_threads(int n) {
-#ifdef _OPENMP
-    omp_set_num_threads(n);
-#else
-    (void)n;
-#endif
+    g_threads = n > 0 ? n : 1;
     WT_BLAS(openblas_set_num_threads)(1);
 }
 
 int wt_get_num_threads(void) {
 #ifdef _OPENMP
-    return omp_get_max_threads();
+    return g_threads;
 #else
     return 1;
 #endif
