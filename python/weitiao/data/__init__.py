@@ -1,0 +1,33 @@
+"""Data for fine-tuning: image datasets, torchvision-style transforms with explicit random
+generators, splits, and a threaded, deterministic DataLoader. Arrays out are float32
+NCHW, as the models take them.
+
+>>> from weitiao.data import DataLoader, ImageFolder, stratified_split
+>>> from weitiao.models import resnet18
+>>> net = resnet18(num_classes=2, rng=0)
+>>> photos = ImageFolder("hotdog/train")  # doctest: +SKIP
+>>> train, val = stratified_split(photos, [0.9, 0.1], seed=0)  # doctest: +SKIP
+>>> train_loader = DataLoader(train, batch_size=32, shuffle=True, num_workers=4,
+...                           transform=net.preprocess(train=True))  # doctest: +SKIP
+>>> val_loader = DataLoader(val, batch_size=64, num_workers=4,
+...                         transform=net.preprocess(train=False))  # doctest: +SKIP
+>>> for x, y in train_loader:  # x float32 (32, 3, 224, 224), y int64 (32,)  # doctest: +SKIP
+...     logits = net(x)
+"""
+from . import functional
+from .datasets import ArrayDataset, Dataset, FileDataset, ImageFolder, Subset
+from .elpv import ELPV
+from .fashion_mnist import FashionMNIST
+from .image_files import IMG_EXTENSIONS, ImageReadError, SkippedSample
+from .loader import DataLoader
+from .splits import random_split, stratified_split
+from .transforms import (CenterCrop, Compose, ConvertMode, Normalize, RandomHorizontalFlip,
+                         RandomResizedCrop, Resize, ToArray, Transform, default_pipeline)
+
+__all__ = [
+    "ArrayDataset", "CenterCrop", "Compose", "ConvertMode", "DataLoader", "Dataset", "ELPV",
+    "FashionMNIST", "FileDataset", "IMG_EXTENSIONS", "ImageFolder", "ImageReadError",
+    "Normalize", "RandomHorizontalFlip", "RandomResizedCrop", "Resize", "SkippedSample",
+    "Subset", "ToArray", "Transform", "default_pipeline", "functional", "random_split",
+    "stratified_split",
+]
