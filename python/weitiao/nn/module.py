@@ -218,9 +218,15 @@ class Module:
         unexpected = [k for k in state if k not in own]
         mismatched = [f"{k}: expected {own[k].shape}, got {np.shape(state[k])}"
                       for k in own if k in state and np.shape(state[k]) != own[k].shape]
+        wrong_kind = [f"{k}: expected {own[k].dtype} values, got {np.asarray(state[k]).dtype}"
+                      for k in own if k in state and np.asarray(state[k]).size
+                      and not np.can_cast(np.asarray(state[k]).dtype, own[k].dtype,
+                                          "same_kind")]
         problems = []
         if mismatched:
             problems.append("shape mismatch for " + "; ".join(mismatched))
+        if wrong_kind:
+            problems.append("dtype mismatch for " + "; ".join(wrong_kind))
         if strict and missing:
             problems.append("missing keys: " + ", ".join(missing))
         if strict and unexpected:
@@ -229,11 +235,7 @@ class Module:
             raise ValueError(f"{type(self).__name__}.load_state_dict: " + ". ".join(problems))
         for k, target in own.items():
             if k in state:
-                value = np.asarray(state[k])
-                if not np.can_cast(value.dtype, target.dtype, "same_kind") and value.size:
-                    raise ValueError(f"{type(self).__name__}.load_state_dict: {k}: expected "
-                                     f"{target.dtype} values, got {value.dtype}")
-                np.copyto(target, value, casting="unsafe")
+                np.copyto(target, np.asarray(state[k]), casting="unsafe")
         return missing, unexpected
 
     # ------------------------------------------------------------------ calls
@@ -304,7 +306,7 @@ class Module:
         >>> print(model.summary((1, 3, 224, 224)))  # doctest: +SKIP
         """
         names = {id(m): n for n, m in self.named_modules()}
-        was_training = self.training
+        modes = [(m, m.training) for m in self.modules()]
         records: list = []
         self.eval()
         _call_state.recorder = records
@@ -312,7 +314,8 @@ class Module:
             self(np.zeros(input_shape, dtype=np.float32))
         finally:
             _call_state.recorder = None
-            self.train(was_training)
+            for m, mode in modes:
+                object.__setattr__(m, "training", mode)
         rows = [("layer", "type", "output shape", "params", "trainable")]
         total = trainable_total = 0
         for module, shape in records:

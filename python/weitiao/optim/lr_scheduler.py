@@ -69,7 +69,8 @@ class CosineAnnealingLR(_Scheduler):
 class OneCycleLR(_Scheduler):
     """PyTorch's one-cycle policy (cosine annealing, two phases): from max_lr/div_factor up
     to max_lr over pct_start of the steps, then down to max_lr/(div_factor *
-    final_div_factor). ``max_lr`` is a number or one per group; stepped once per batch."""
+    final_div_factor). ``max_lr`` is a number or one per group; stepped once per batch.
+    Momentum is not cycled (PyTorch's ``cycle_momentum=False``)."""
 
     def __init__(self, optimizer, max_lr, total_steps: int, pct_start: float = 0.3,
                  div_factor: float = 25.0, final_div_factor: float = 1e4):
@@ -94,8 +95,8 @@ class OneCycleLR(_Scheduler):
 
     def _apply(self) -> None:
         step = self.last_epoch
-        if step >= self.total_steps:
-            raise ValueError(f"OneCycleLR: stepped {step + 1} times, more than total_steps="
+        if step > self.total_steps:
+            raise ValueError(f"OneCycleLR: stepped {step} times, more than total_steps="
                              f"{self.total_steps}")
         for group in self.optimizer.param_groups:
             if step <= self.warmup_end:
