@@ -1,0 +1,106 @@
+"""compare(), lr_find(), plots and the command line."""
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from weitiao.cli import main
+from weitiao.data import ArrayDataset
+from weitiao.finetune import FineTuner, compare
+from weitiao.finetune.lr_find import _suggest
+from weitiao.finetune.plots import plot_confusion, plot_curves
+from weitiao.io import save_state_dict
+from weitiao.models import resnet18
+
+matplotlib = pytest.importorskip("matplotlib")
+matplotlib.use("Agg")
+
+
+@pytest.fixture(scope="module")
+def source():
+    model = resnet18(rng=2)
+    model.config = model.config.resized(32)
+    return model
+
+
+def _arrays(n=24, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 3, 32, 32)).astype(np.float32)
+    y = np.arange(n) % 2
+    x[y == 1, 0] += 1.5
+    return ArrayDataset(x, y, classes=["a", "b"])
+
+
+def test_compare_runs_the_three_arms(source, tmp_path):
+    result = compare(source, _arrays(), _arrays(12, seed=1), epochs=2, batch_size=8,
+                     verbose=False)
+    assert list(result.histories) == ["fine-tune", "scratch", "linear probe"]
+    assert all(len(h) == 2 for h in result.histories.values())
+    groups = {g["name"]: g["lr"] for g in result.tuners["scratch"].optimizer.param_groups}
+    assert groups["body"] == pytest.approx(1e-2) and groups["head"] == pytest.approx(1e-2)
+    assert result.tuners["linear probe"].frozen
+    table = result.table()
+    assert table.count("\n") == 4 and "| linear probe |" in table and "acc[a]" in table
+    result.figure().savefig(tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+
+
+def test_lr_find_sweeps_and_leaves_the_tuner_alone(source):
+    tuner = FineTuner(source, classes=["a", "b"])
+    before = tuner.model.fc.weight.data.copy()
+    result = tuner.lr_find(_arrays(32), start_lr=1e-5, end_lr=10.0, num_steps=30,
+                           batch_size=8, verbose=False)
+    assert 1 <= len(result.lrs) <= 30 and np.all(np.diff(result.lrs) > 0)
+    assert result.lrs[0] == pytest.approx(1e-5)
+    assert result.lrs[0] <= result.suggestion <= result.lrs[-1]
+    np.testing.assert_array_equal(tuner.model.fc.weight.data, before)
+    assert len(tuner.history) == 0
+    assert result.plot() is not None
+
+
+def test_lr_suggestion_is_the_steepest_descent():
+    lrs = np.logspace(-5, 0, 50)
+    losses = 1.0 - 0.5 * np.tanh(4 * (np.log10(lrs) + 3))  # steepest at 1e-3
+    losses[-5:] = [2, 3, 4, 5, 6]
+    assert _suggest(lrs, losses) == pytest.approx(1e-3, rel=0.3)
+
+
+def test_plots(source, tmp_path):
+    tuner = FineTuner(source, classes=["a", "b"])
+    tuner.fit(_arrays(), epochs=2, val=_arrays(8, seed=3), batch_size=8, verbose=False)
+    plot_curves({"fine-tune": tuner.history}, title="t").savefig(tmp_path / "c.png")
+    plot_confusion(tuner.evaluate(_arrays(8, seed=3))).savefig(tmp_path / "m.png")
+    assert (tmp_path / "c.png").exists() and (tmp_path / "m.png").exists()
+
+
+def test_cli_finetune_then_predict(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    for name, colour in (("blue", (30, 30, 200)), ("red", (200, 30, 30))):
+        os.makedirs(tmp_path / "data" / name)
+        for i in range(8):
+            img = (rng.integers(0, 60, (36, 36, 3)) + np.array(colour)).clip(0, 255)
+            Image.fromarray(img.astype(np.uint8)).save(tmp_path / "data" / name / f"{i}.png")
+    save_state_dict(resnet18(rng=0).state_dict(), tmp_path / "r18.safetensors")
+    out = tmp_path / "model.safetensors"
+    code = main(["finetune", "--weights", str(tmp_path / "r18.safetensors"), "--data",
+                 str(tmp_path / "data"), "--val-split", "0.25", "--epochs", "1",
+                 "--freeze", "backbone", "--image-size", "32", "--batch-size", "4",
+                 "--out", str(out)])
+    assert code == 0 and out.exists()
+    capsys.readouterr()
+    image = str(tmp_path / "data" / "red" / "0.png")
+    assert main(["predict", "--model", str(out), image]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(image) and line.split("\t")[1] in ("blue", "red")
+
+
+def test_cli_rejects_mismatched_val_classes(tmp_path):
+    for folder, names in (("a", ("x", "y")), ("b", ("x", "z"))):
+        for n in names:
+            os.makedirs(tmp_path / folder / n)
+            Image.new("RGB", (8, 8)).save(tmp_path / folder / n / "0.png")
+    save_state_dict(resnet18(rng=0).state_dict(), tmp_path / "r.safetensors")
+    with pytest.raises(SystemExit, match="--val classes"):
+        main(["finetune", "--weights", str(tmp_path / "r.safetensors"), "--data",
+              str(tmp_path / "a"), "--val", str(tmp_path / "b")])
