@@ -42,7 +42,7 @@ wt_status conv2d_shape_init(conv2d_shape *s) {
 }
 
 /* Per thread: one image's columns (unless pointwise or depthwise) and, for the weight
- * gradient, a private dW accumulator reduced at the end. */
+ * gradient, one dW accumulator per chunk of the batch, reduced at the end. */
 static size_t cols_size(const conv2d_shape *s) {
     if (is_pointwise(s) || is_depthwise(s)) {
         return 0;
@@ -344,10 +344,9 @@ wt_status conv2d_forward(float *y, float *workspace, const float *x, const float
         depthwise_forward(y, x, w, bias, s);
         return WT_OK;
     }
-    const size_t per_thread = cols_size(s) + weight_size(s);
 #pragma omp parallel for schedule(dynamic) num_threads(nthreads) if (s->n > 1)
     for (int64_t ni = 0; ni < s->n; ni++) {
-        float *ws = workspace + (size_t)wt_thread_id() * per_thread;
+        float *ws = workspace + (size_t)wt_thread_id() * cols_size(s);
         forward_image(y + ni * s->oc * s->oh * s->ow, ws, x + ni * s->c * s->h * s->w, w, s);
     }
     if (bias) {
@@ -362,16 +361,18 @@ wt_status conv2d_backward_data(float *dx, float *workspace, const float *dy, con
         depthwise_backward_data(dx, dy, w, s);
         return WT_OK;
     }
-    const size_t per_thread = cols_size(s) + weight_size(s);
 #pragma omp parallel for schedule(dynamic) num_threads(nthreads) if (s->n > 1)
     for (int64_t ni = 0; ni < s->n; ni++) {
-        float *ws = workspace + (size_t)wt_thread_id() * per_thread;
+        float *ws = workspace + (size_t)wt_thread_id() * cols_size(s);
         backward_data_image(dx + ni * s->c * s->h * s->w, ws, dy + ni * s->oc * s->oh * s->ow,
                             w, s);
     }
     return WT_OK;
 }
 
+/* The batch is cut into one contiguous chunk of images per thread, each summed into its own
+ * accumulator, and the accumulators are added in chunk order: the same result on every run,
+ * whichever OS thread happens to take which chunk. */
 wt_status conv2d_backward_weight(float *dw, float *dbias, float *workspace, const float *dy,
                                  const float *x, const conv2d_shape *s, int nthreads) {
     if (dbias) {
@@ -381,30 +382,30 @@ wt_status conv2d_backward_weight(float *dw, float *dbias, float *workspace, cons
         depthwise_backward_weight(dw, dy, x, s);
         return WT_OK;
     }
-    const size_t per_thread = cols_size(s) + weight_size(s), wsize = weight_size(s);
-    int used = nthreads < s->n ? nthreads : (int)s->n;
-    if (used < 1) {
+    const size_t cols = cols_size(s), wsize = weight_size(s);
+    const int chunks = nthreads < s->n ? nthreads : (int)s->n;
+    if (chunks < 1) {
         return WT_OK;
     }
-    /* Zeroed here, not by each thread: OpenMP may grant fewer threads than asked for, and
-     * the reduction below reads every accumulator. */
-    for (int u = 0; u < used; u++) {
-        memset(workspace + (size_t)u * per_thread + cols_size(s), 0, wsize * sizeof(float));
-    }
-#pragma omp parallel num_threads(used) if (used > 1)
+    float *acc = workspace + (size_t)nthreads * cols;
+    memset(acc, 0, (size_t)chunks * wsize * sizeof(float));
+#pragma omp parallel num_threads(chunks) if (chunks > 1)
     {
-        float *ws = workspace + (size_t)wt_thread_id() * per_thread;
-        float *acc = ws + cols_size(s);
-#pragma omp for schedule(dynamic)
-        for (int64_t ni = 0; ni < s->n; ni++) {
-            backward_weight_image(acc, ws, dy + ni * s->oc * s->oh * s->ow,
-                                  x + ni * s->c * s->h * s->w, s);
+        float *ws = workspace + (size_t)wt_thread_id() * cols;
+#pragma omp for schedule(static)
+        for (int c = 0; c < chunks; c++) {
+            const int64_t lo = s->n * c / chunks, hi = s->n * (c + 1) / chunks;
+            for (int64_t ni = lo; ni < hi; ni++) {
+                backward_weight_image(acc + (size_t)c * wsize, ws,
+                                      dy + ni * s->oc * s->oh * s->ow,
+                                      x + ni * s->c * s->h * s->w, s);
+            }
         }
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < (int64_t)wsize; i++) {
             float sum = 0.0f;
-            for (int u = 0; u < used; u++) {
-                sum += workspace[(size_t)u * per_thread + cols_size(s) + (size_t)i];
+            for (int c = 0; c < chunks; c++) {
+                sum += acc[(size_t)c * wsize + (size_t)i];
             }
             dw[i] += sum;
         }

@@ -285,3 +285,39 @@ def test_model_config_resized():
     cfg = ModelConfig.imagenet().resized(112)
     assert (cfg.input_size, cfg.resize_size) == (112, 128)
     assert cfg.class_names[934] == "hotdog"
+
+
+def test_resume_from_checkpoint_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+    """Kill-and-restart, simulated: keep the checkpoint a 4-epoch run wrote after epoch 2,
+    then a fresh tuner resumes from it and ends with the same weights as the uninterrupted
+    run (dropout generators, momentum and the cosine schedule included)."""
+    import shutil
+
+    from weitiao.finetune import checkpoint as training_checkpoint
+
+    source = _small_config(efficientnet_lite0(rng=5, dropout_rate=0.3))
+    data = _arrays(16)
+    kwargs = dict(batch_size=8, scheduler="cosine", verbose=False)
+    ckpt, after_two = tmp_path / "run.safetensors", tmp_path / "after2.safetensors"
+    real_save = training_checkpoint.save
+
+    def save_and_keep_epoch_two(tuner, path, scheduler=None):
+        real_save(tuner, path, scheduler)
+        if len(tuner.history) == 2:
+            shutil.copy(path, after_two)
+
+    monkeypatch.setattr(training_checkpoint, "save", save_and_keep_epoch_two)
+    full = FineTuner(source, classes=data.classes, seed=1)
+    full.fit(data, epochs=4, checkpoint=ckpt, resume=True, **kwargs)
+    monkeypatch.undo()
+    assert ckpt.exists() and after_two.exists()
+
+    resumed = FineTuner(source, classes=data.classes, seed=1)
+    resumed.fit(data, epochs=4, checkpoint=after_two, resume=True, **kwargs)
+    assert len(resumed.history) == 4
+    for (name, a), b in zip(full.model.state_dict().items(),
+                            resumed.model.state_dict().values()):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    np.testing.assert_array_equal(full.history.loss, resumed.history.loss)
+    done = FineTuner(source, classes=data.classes, seed=1)
+    assert len(done.fit(data, epochs=4, checkpoint=ckpt, resume=True, **kwargs)) == 4

@@ -24,6 +24,7 @@ from ..models.config import ModelConfig
 from ..nn.loss import CrossEntropyLoss
 from ..optim import SGD
 from . import batches
+from . import checkpoint as training_checkpoint
 from .freezing import apply_freeze
 from .history import EpochRecord, Evaluation, History, evaluation_from
 from .interrupt import StopOnInterrupt
@@ -166,7 +167,8 @@ class FineTuner:
     def fit(self, train, epochs: int = 5, val=None, *, batch_size: int = 32,
             scheduler=None, num_workers: int = 2, shuffle: bool = True,
             drop_last: bool = False, cache_features="auto", augment_passes: int = 1,
-            verbose: bool = True) -> History:
+            checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1,
+            resume: bool = False, verbose: bool = True) -> History:
         """Train for ``epochs`` more epochs and return the History (also ``self.history``).
 
         ``train`` and ``val`` are datasets (ImageFolder, ArrayDataset, ...; without a
@@ -177,9 +179,25 @@ class FineTuner:
         pass (``augment_passes`` passes, reused in turn across epochs) and train the head on
         them; "auto" does so whenever the backbone is frozen. Ctrl-C stops cleanly at the
         next batch boundary; calling fit again continues.
+
+        ``checkpoint``: a .safetensors path where the full training state is written
+        (atomically) every ``checkpoint_every`` epochs and at the end. With ``resume=True``
+        an existing checkpoint is loaded first and ``epochs`` counts the total: a run killed
+        after epoch 3 of 5 and restarted with the same arguments trains epochs 4 and 5 and
+        ends with the same weights as an uninterrupted run.
         """
         if epochs < 1:
             raise ValueError(f"fit: epochs must be >= 1, got {epochs}")
+        if resume and checkpoint is None:
+            raise ValueError("fit(resume=True) needs checkpoint=PATH")
+        if checkpoint is not None and not str(checkpoint).endswith(".safetensors"):
+            raise ValueError(f"fit: checkpoint must be a .safetensors path, got {checkpoint}")
+        sched_state = None
+        if resume and os.path.exists(checkpoint):
+            sched_state = training_checkpoint.load(self, checkpoint)
+            epochs -= len(self.history)
+            if epochs <= 0:
+                return self.history
         train_ds = batches.as_dataset(train, self.classes, "train")
         val_ds = batches.as_dataset(val, self.classes, "val") if val is not None else None
         use_cache = self._backbone_frozen() if cache_features == "auto" else bool(cache_features)
@@ -190,7 +208,10 @@ class FineTuner:
                                 self.seed, num_workers)
         steps = len(loader) if not use_cache else \
             batches.cached_steps(len(train_ds), batch_size, drop_last)
-        sched, per_batch = self._scheduler(scheduler, epochs, steps)
+        sched, per_batch = self._scheduler(scheduler, epochs + len(self.history) if resume
+                                           else epochs, steps)
+        if sched is not None and sched_state is not None:
+            sched.load_state_dict(sched_state)
         from tqdm.auto import tqdm
 
         start = len(self.history)
@@ -216,6 +237,9 @@ class FineTuner:
                     break
                 if sched is not None and not per_batch:
                     sched.step()
+                done = epoch + 1 - start
+                if checkpoint is not None and (done % checkpoint_every == 0 or done == epochs):
+                    training_checkpoint.save(self, checkpoint, sched)
         epoch_bar.close()
         return self.history
 
