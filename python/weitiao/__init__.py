@@ -14,6 +14,8 @@ except ImportError:  # a WEITIAO_BLAS=system build does not need it
 
 from . import _C
 from ._threads import get_num_threads, set_num_threads
+from .memory import array_cache, array_cache_info, clear_array_cache, set_array_cache_limit
 
 __version__ = "0.1.0"
-__all__ = ["get_num_threads", "set_num_threads", "__version__"]
+__all__ = ["array_cache", "array_cache_info", "clear_array_cache", "get_num_threads",
+           "set_array_cache_limit", "set_num_threads", "__version__"]

@@ -2,38 +2,17 @@
 from __future__ import annotations
 
 import argparse
-import time
-
-import numpy as np
 
 
 def _demo(args) -> int:
-    """Until the elpv fine-tuning demo lands: fine-tune a small randomly initialised
-    ResNet-18 on a synthetic two-class problem for a few steps and show the loss fall."""
-    from . import get_num_threads
-    from .models import resnet18
-    from .nn import CrossEntropyLoss
-    from .optim import SGD
+    """Fine-tune vs scratch vs linear probe on the elpv solar-cell images."""
+    from .demo import run
 
-    rng = np.random.default_rng(args.seed)
-    model = resnet18(num_classes=2, rng=rng)
-    x = rng.standard_normal((16, 3, 64, 64)).astype(np.float32)
-    y = np.arange(16) % 2
-    x[y == 1, 0] += 1.0
-    body = [p for n, p in model.named_parameters() if not n.startswith("fc.")]
-    opt = SGD([{"params": body}, {"params": list(model.fc.parameters()), "lr": 0.1}],
-              lr=0.01, momentum=0.9)
-    loss_fn = CrossEntropyLoss()
-    print(f"weitiao smoke demo: ResNet-18, 16 images 64x64, {get_num_threads()} threads")
-    start = time.perf_counter()
-    for step in range(args.steps):
-        logits = model(x)
-        loss = loss_fn(logits, y)
-        opt.zero_grad()
-        model.backward(loss_fn.backward())
-        opt.step()
-        print(f"step {step + 1:2d}  loss {loss:.4f}  accuracy {(logits.argmax(1) == y).mean():.2f}")
-    print(f"{args.steps} steps in {time.perf_counter() - start:.1f} s")
+    try:
+        run(args.preset, seed=args.seed, out=args.out, num_workers=args.workers,
+            epochs=args.epochs, image_size=args.image_size)
+    except ImportError as e:
+        raise SystemExit(f"error: {e}") from None
     return 0
 
 
@@ -95,13 +74,38 @@ def _predict(args) -> int:
     return 0
 
 
+def _pretrain(args) -> int:
+    """Train resnet_small from scratch on some Fashion-MNIST classes and save it."""
+    from .pretrain import pretrain
+
+    layers = [int(n) for n in args.layers.split(",")]
+    try:
+        pretrain(args.classes, epochs=args.epochs, out=args.out, seed=args.seed,
+                 root=args.root, per_class=args.per_class, batch_size=args.batch_size,
+                 lr=args.lr, layers=layers, num_workers=args.workers)
+    except KeyboardInterrupt as e:
+        print(e)
+        return 130
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m weitiao",
                                      description="Fine-tune pretrained CNNs on the CPU.")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run the demonstration")
-    demo.add_argument("--steps", type=int, default=10)
+    demo = sub.add_parser("demo", help="fine-tune vs scratch vs linear probe on the elpv "
+                                       "solar-cell images (EfficientNet-Lite0, ImageNet weights)")
+    size = demo.add_mutually_exclusive_group()
+    size.add_argument("--quick", dest="preset", action="store_const", const="quick",
+                      help="a few minutes: small images, one epoch")
+    size.add_argument("--full", dest="preset", action="store_const", const="full",
+                      help="best accuracy: 224 px, more epochs (hours on 2 cores)")
+    demo.set_defaults(preset="default")
+    demo.add_argument("--epochs", type=int, default=None, help="override the preset")
+    demo.add_argument("--image-size", type=int, default=None, help="override the preset")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--workers", type=int, default=2)
+    demo.add_argument("--out", default="weitiao-demo", help="folder for curves and model")
     demo.set_defaults(run=_demo)
 
     ft = sub.add_parser("finetune", help="fine-tune a pretrained model on an image folder")
@@ -132,6 +136,24 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument("--model", required=True, help="a .safetensors file written by finetune")
     pr.add_argument("images", nargs="+")
     pr.set_defaults(run=_predict)
+
+    pt = sub.add_parser("pretrain", help="train a small source model from scratch "
+                        "(resnet_small on Fashion-MNIST classes) for the transfer experiments")
+    pt.add_argument("--dataset", choices=("fashion-mnist",), default="fashion-mnist")
+    pt.add_argument("--classes", default="0,1,2,3,4",
+                    help="source classes: indices 0-9 or names, comma-separated")
+    pt.add_argument("--epochs", type=int, default=3)
+    pt.add_argument("--out", default="resnet_small_fmnist5.safetensors")
+    pt.add_argument("--seed", type=int, default=0)
+    pt.add_argument("--root", default=None, help="folder with the Fashion-MNIST IDX files "
+                    "(default /usr/share/datasets/fashion-mnist)")
+    pt.add_argument("--per-class", type=int, default=None,
+                    help="train on this many images per class (default: all)")
+    pt.add_argument("--batch-size", type=int, default=128)
+    pt.add_argument("--lr", type=float, default=0.05, help="peak one-cycle learning rate")
+    pt.add_argument("--layers", default="1,1,1", help="BasicBlocks per stage")
+    pt.add_argument("--workers", type=int, default=2)
+    pt.set_defaults(run=_pretrain)
 
     args = parser.parse_args(argv)
     return args.run(args)

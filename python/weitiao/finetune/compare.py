@@ -45,11 +45,13 @@ class Comparison:
 
 def compare(source_model, train, val, *, classes=None, epochs: int = 5, lr: float = 1e-3,
             scratch_lr: float | None = None, linear_probe: bool = True, batch_size: int = 32,
-            seed: int = 0, verbose: bool = True, **fit_kwargs) -> Comparison:
+            image_size: int | None = None, seed: int = 0, verbose: bool = True,
+            **fit_kwargs) -> Comparison:
     """Train "fine-tune" (pretrained body at ``lr``, new head at 10x), "scratch" (same
     architecture, random init, all at ``scratch_lr``, default 10x ``lr`` as d2l) and,
     optionally, "linear probe" (frozen backbone, cached features, head at 10x ``lr``) for
-    the same number of epochs, and evaluate each on ``val``.
+    the same number of epochs, and evaluate each on ``val``. ``image_size`` trains all three
+    at another input size than pretraining; other keyword arguments go to ``fit``.
 
     >>> result = compare(efficientnet_lite0(weights="imagenet"), train, val, epochs=3)
     >>> print(result.table()); result.figure().savefig("curves.png")  # doctest: +SKIP
@@ -72,7 +74,8 @@ def compare(source_model, train, val, *, classes=None, epochs: int = 5, lr: floa
     for name, options in runs.items():
         if verbose:
             print(f"== {name}")
-        tuner = FineTuner(source_model, classes=classes, seed=seed, **options)
+        tuner = FineTuner(source_model, classes=classes, seed=seed, image_size=image_size,
+                          **options)
         began = time.perf_counter()
         tuner.fit(train, epochs, val=val, batch_size=batch_size, verbose=verbose, **fit_kwargs)
         result.seconds[name] = time.perf_counter() - began

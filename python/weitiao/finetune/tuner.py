@@ -9,6 +9,7 @@ pipeline (``model.preprocess``), so the normalisation always matches pretraining
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -18,10 +19,12 @@ import time
 import numpy as np
 
 from .. import _C
+from ..memory import array_cache
 from ..models import create_model
 from ..models.base import Classifier
 from ..models.config import ModelConfig
 from ..nn.loss import CrossEntropyLoss
+from ..nn.norm import BatchNorm2d
 from ..optim import SGD
 from . import batches
 from . import checkpoint as training_checkpoint
@@ -48,6 +51,11 @@ class FineTuner:
     ``from_scratch=True`` trains the same architecture from a random initialisation.
     ``image_size`` trains and predicts at another input size than pretraining (the resize
     before the centre crop scales with it); the normalisation stays the source's.
+    ``bn_momentum`` (default 0.1, PyTorch's) replaces the BatchNorm momentum of the copy so
+    its running statistics follow the target data within an epoch or two; TensorFlow-trained
+    sources such as EfficientNet-Lite ship 0.01, which leaves evaluation normalising target
+    images with mostly ImageNet statistics after a short fine-tuning. None keeps the
+    source's.
 
     >>> ft = FineTuner(efficientnet_lite0(weights="imagenet"), classes=["ok", "defect"])
     >>> history = ft.fit(train_set, epochs=5, val=val_set)  # doctest: +SKIP
@@ -58,7 +66,8 @@ class FineTuner:
                  weight_decay: float = 1e-4, momentum: float = 0.9, nesterov: bool = False,
                  freeze=None, train_bn: bool = True, layer_decay: float | None = None,
                  label_smoothing: float = 0.0, from_scratch: bool = False,
-                 reuse_classifier=None, image_size: int | None = None, seed: int = 0):
+                 reuse_classifier=None, image_size: int | None = None,
+                 bn_momentum: float | None = 0.1, seed: int = 0):
         if not isinstance(source_model, Classifier):
             raise TypeError(f"FineTuner: source_model must be a weitiao model with a known "
                             f"output layer (weitiao.models), got {type(source_model).__name__}")
@@ -78,6 +87,10 @@ class FineTuner:
             model.replace_head(len(self.classes), rng=rng)
         if image_size is not None:
             model.config = model.config.resized(image_size)
+        if bn_momentum is not None:
+            for m in model.modules():
+                if isinstance(m, BatchNorm2d):
+                    m.momentum = bn_momentum
         model.train()
         self.source = source_model
         self.model = model
@@ -217,7 +230,7 @@ class FineTuner:
         start = len(self.history)
         epoch_bar = tqdm(range(start, start + epochs), desc="fit", unit="epoch",
                          disable=not verbose)
-        with StopOnInterrupt() as stop:
+        with StopOnInterrupt() as stop, array_cache():
             for epoch in epoch_bar:
                 if use_cache:
                     record = self._epoch_cached(loader, train_ds, epoch, augment_passes,
@@ -337,24 +350,31 @@ class FineTuner:
         return lr_find(self, train, **kwargs)
 
     # ------------------------------------------------------------------ using the model
+    @contextlib.contextmanager
+    def _evaluating(self):
+        """Eval mode and the array cache for the block, the previous mode restored after."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with array_cache():
+                yield
+        finally:
+            self.model.train(was_training)
+
     def evaluate(self, data, batch_size: int = 64, num_workers: int = 2) -> Evaluation:
         """Accuracy, mean loss, per-class accuracy and confusion matrix on ``data``
         (evaluation preprocessing, model in eval mode)."""
         ds = batches.as_dataset(data, self.classes, "data")
         loader = batches.loader(ds, self.model, False, batch_size, False, False, self.seed,
                                 num_workers)
-        was_training = self.model.training
-        self.model.eval()
         loss_sum, labels, preds = 0.0, [], []
-        try:
+        with self._evaluating():
             for x, y in loader:
                 logits = self.model(x)
                 loss, _ = _C.cross_entropy(logits, y, need_grad=False)
                 loss_sum += loss * len(y)
                 labels.append(y)
                 preds.append(logits.argmax(axis=1))
-        finally:
-            self.model.train(was_training)
         labels = np.concatenate(labels) if labels else np.zeros(0, np.int64)
         preds = np.concatenate(preds) if preds else np.zeros(0, np.int64)
         return evaluation_from((loss_sum, len(labels)), labels, preds, self.classes)
@@ -364,13 +384,9 @@ class FineTuner:
         PIL images, HWC uint8 arrays, or already-preprocessed float32 (3, H, W) arrays; a
         single image gives a list of one."""
         x = batches.prepare_images(images, self.model)
-        was_training = self.model.training
-        self.model.eval()
-        try:
+        with self._evaluating():
             probs = np.concatenate([_softmax(self.model(x[i:i + batch_size]))
                                     for i in range(0, len(x), batch_size)])
-        finally:
-            self.model.train(was_training)
         return [self.classes[i] for i in probs.argmax(axis=1)], probs
 
     # ------------------------------------------------------------------ saving
