@@ -1,6 +1,8 @@
 #include "batchnorm.h"
 
 #include <math.h>
+
+#include "reduce.h"
 #include "threads.h"
 
 wt_status batchnorm2d_forward_train(float *y, float *save_mean, float *save_invstd,
@@ -15,21 +17,19 @@ wt_status batchnorm2d_forward_train(float *y, float *save_mean, float *save_invs
     for (int64_t ci = 0; ci < c; ci++) {
         double sum = 0.0;
         for (int64_t ni = 0; ni < n; ni++) {
-            const float *xc = x + (ni * c + ci) * hw;
-            for (int64_t i = 0; i < hw; i++) {
-                sum += xc[i];
-            }
+            sum += wt_sum(x + (ni * c + ci) * hw, hw);
         }
         const double mean = sum / (double)count;
+        /* Two passes (mean, then squared deviations) for accuracy when |mean| >> std; the
+         * deviations are taken from the float mean and corrected to the exact one. */
+        const float mean_f = (float)mean;
         double sq = 0.0;
         for (int64_t ni = 0; ni < n; ni++) {
             const float *xc = x + (ni * c + ci) * hw;
-            for (int64_t i = 0; i < hw; i++) {
-                const double d = xc[i] - mean;
-                sq += d * d;
-            }
+            sq += wt_sum_sq_dev(xc, mean_f, hw);
         }
-        const double var = sq / (double)count;
+        const double rounding = mean - (double)mean_f;
+        const double var = fmax(sq / (double)count - rounding * rounding, 0.0);
         const float invstd = (float)(1.0 / sqrt(var + eps));
         const float scale = (weight ? weight[ci] : 1.0f) * invstd;
         const float shift = (bias ? bias[ci] : 0.0f) - (float)mean * scale;
@@ -89,13 +89,8 @@ wt_status batchnorm2d_backward(float *dx, float *dweight, float *dbias, const fl
         for (int64_t ni = 0; ni < n; ni++) {
             const float *xc = x + (ni * c + ci) * hw;
             const float *dyc = dy + (ni * c + ci) * hw;
-            float s1 = 0.0f, s2 = 0.0f;
-            for (int64_t i = 0; i < hw; i++) {
-                s1 += dyc[i];
-                s2 += dyc[i] * (xc[i] - m);
-            }
-            sum_dy += s1;
-            sum_dy_xhat += s2;
+            sum_dy += wt_sum(dyc, hw);
+            sum_dy_xhat += wt_dot_shifted(dyc, xc, m, hw);
         }
         sum_dy_xhat *= is;
         if (dweight) {

@@ -19,6 +19,15 @@ typedef enum {
  * process holds one of them. */
 #define WT_PARALLEL_MIN (1 << 18)
 
+/* Hot loops compiled for AVX-512, AVX2 + FMA and the baseline, the best chosen when the
+ * library loads (GCC function multi-versioning): the build machine's CPU is not the user's,
+ * so there is no -march=native. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(WT_NO_CLONES)
+#define WT_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define WT_VECTOR_CLONES
+#endif
+
 const char *wt_status_string(wt_status status);
 
 #endif

@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "blas.h"
+#include "depthwise.h"
+#include "reduce.h"
 #include "threads.h"
 
 
@@ -56,7 +58,7 @@ static size_t weight_size(const conv2d_shape *s) {
 
 size_t conv2d_workspace_size(const conv2d_shape *s, int nthreads) {
     if (is_depthwise(s)) {
-        return 0;
+        return depthwise_workspace_size(s, nthreads);
     }
     return (size_t)nthreads * (cols_size(s) + weight_size(s));
 }
@@ -140,114 +142,6 @@ static void col2im_add(float *dx, const float *cols, int64_t channels, const con
     }
 }
 
-/* Depthwise: output channel o reads input channel o / mult only. */
-static void depthwise_forward(float *y, const float *x, const float *w, const float *bias,
-                              const conv2d_shape *s) {
-    const int64_t mult = s->oc / s->c, ohw = s->oh * s->ow, kk = s->kh * s->kw;
-#pragma omp parallel for schedule(static) num_threads(wt_get_num_threads()) if (s->n * s->oc * ohw * kk > WT_PARALLEL_MIN)
-    for (int64_t p = 0; p < s->n * s->oc; p++) {
-        const int64_t ni = p / s->oc, o = p % s->oc;
-        const float *xc = x + (ni * s->c + o / mult) * s->h * s->w;
-        float *yc = y + p * ohw;
-        const float b = bias ? bias[o] : 0.0f;
-        for (int64_t i = 0; i < ohw; i++) {
-            yc[i] = b;
-        }
-        for (int64_t ki = 0; ki < s->kh; ki++) {
-            for (int64_t kj = 0; kj < s->kw; kj++) {
-                const float wv = w[o * kk + ki * s->kw + kj];
-                const int64_t off_w = kj * s->dilation_w - s->pad_left;
-                int64_t lo, hi;
-                valid_range(off_w, s->stride_w, s->w, s->ow, &lo, &hi);
-                for (int64_t oh = 0; oh < s->oh; oh++) {
-                    const int64_t ih = oh * s->stride_h - s->pad_top + ki * s->dilation_h;
-                    if (ih < 0 || ih >= s->h) {
-                        continue;
-                    }
-                    const float *xr = xc + ih * s->w;
-                    float *yr = yc + oh * s->ow;
-                    if (s->stride_w == 1) {
-                        for (int64_t ow = lo; ow < hi; ow++) {
-                            yr[ow] += wv * xr[ow + off_w];
-                        }
-                    } else {
-                        for (int64_t ow = lo; ow < hi; ow++) {
-                            yr[ow] += wv * xr[ow * s->stride_w + off_w];
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-static void depthwise_backward_data(float *dx, const float *dy, const float *w,
-                                    const conv2d_shape *s) {
-    const int64_t mult = s->oc / s->c, ohw = s->oh * s->ow, kk = s->kh * s->kw;
-#pragma omp parallel for schedule(static) num_threads(wt_get_num_threads()) if (s->n * s->oc * ohw * kk > WT_PARALLEL_MIN)
-    for (int64_t p = 0; p < s->n * s->c; p++) {
-        const int64_t ni = p / s->c, ci = p % s->c;
-        float *dxc = dx + p * s->h * s->w;
-        for (int64_t m = 0; m < mult; m++) {
-            const int64_t o = ci * mult + m;
-            const float *dyc = dy + (ni * s->oc + o) * ohw;
-            for (int64_t ki = 0; ki < s->kh; ki++) {
-                for (int64_t kj = 0; kj < s->kw; kj++) {
-                    const float wv = w[o * kk + ki * s->kw + kj];
-                    const int64_t off_w = kj * s->dilation_w - s->pad_left;
-                    int64_t lo, hi;
-                    valid_range(off_w, s->stride_w, s->w, s->ow, &lo, &hi);
-                    for (int64_t oh = 0; oh < s->oh; oh++) {
-                        const int64_t ih = oh * s->stride_h - s->pad_top + ki * s->dilation_h;
-                        if (ih < 0 || ih >= s->h) {
-                            continue;
-                        }
-                        float *xr = dxc + ih * s->w;
-                        const float *yr = dyc + oh * s->ow;
-                        for (int64_t ow = lo; ow < hi; ow++) {
-                            xr[ow * s->stride_w + off_w] += wv * yr[ow];
-                        }
-                    }
-                }
-            }
-        }
-    }
-}
-
-static void depthwise_backward_weight(float *dw, const float *dy, const float *x,
-                                      const conv2d_shape *s) {
-    const int64_t mult = s->oc / s->c, ohw = s->oh * s->ow, kk = s->kh * s->kw;
-#pragma omp parallel for schedule(static) num_threads(wt_get_num_threads()) if (s->n * s->oc * ohw * kk > WT_PARALLEL_MIN)
-    for (int64_t o = 0; o < s->oc; o++) {
-        for (int64_t ki = 0; ki < s->kh; ki++) {
-            for (int64_t kj = 0; kj < s->kw; kj++) {
-                const int64_t off_w = kj * s->dilation_w - s->pad_left;
-                int64_t lo, hi;
-                valid_range(off_w, s->stride_w, s->w, s->ow, &lo, &hi);
-                double acc = 0.0;
-                for (int64_t ni = 0; ni < s->n; ni++) {
-                    const float *xc = x + (ni * s->c + o / mult) * s->h * s->w;
-                    const float *dyc = dy + (ni * s->oc + o) * ohw;
-                    for (int64_t oh = 0; oh < s->oh; oh++) {
-                        const int64_t ih = oh * s->stride_h - s->pad_top + ki * s->dilation_h;
-                        if (ih < 0 || ih >= s->h) {
-                            continue;
-                        }
-                        const float *xr = xc + ih * s->w;
-                        const float *yr = dyc + oh * s->ow;
-                        float row = 0.0f;
-                        for (int64_t ow = lo; ow < hi; ow++) {
-                            row += yr[ow] * xr[ow * s->stride_w + off_w];
-                        }
-                        acc += row;
-                    }
-                }
-                dw[o * kk + ki * s->kw + kj] += (float)acc;
-            }
-        }
-    }
-}
-
 static void add_bias(float *y, const float *bias, const conv2d_shape *s) {
     const int64_t ohw = s->oh * s->ow;
 #pragma omp parallel for schedule(static) num_threads(wt_get_num_threads()) if (s->n * s->oc * ohw > WT_PARALLEL_MIN)
@@ -266,12 +160,7 @@ static void bias_grad(float *dbias, const float *dy, const conv2d_shape *s) {
     for (int64_t o = 0; o < s->oc; o++) {
         double acc = 0.0;
         for (int64_t ni = 0; ni < s->n; ni++) {
-            const float *dyc = dy + (ni * s->oc + o) * ohw;
-            float plane = 0.0f;
-            for (int64_t i = 0; i < ohw; i++) {
-                plane += dyc[i];
-            }
-            acc += plane;
+            acc += wt_sum(dy + (ni * s->oc + o) * ohw, ohw);
         }
         dbias[o] += (float)acc;
     }
@@ -341,7 +230,7 @@ static void backward_weight_image(float *dw, float *cols_ws, const float *dy, co
 wt_status conv2d_forward(float *y, float *workspace, const float *x, const float *w,
                          const float *bias, const conv2d_shape *s, int nthreads) {
     if (is_depthwise(s)) {
-        depthwise_forward(y, x, w, bias, s);
+        depthwise_forward(y, workspace, x, w, bias, s, nthreads);
         return WT_OK;
     }
 #pragma omp parallel for schedule(dynamic) num_threads(nthreads) if (s->n > 1)
@@ -358,7 +247,7 @@ wt_status conv2d_forward(float *y, float *workspace, const float *x, const float
 wt_status conv2d_backward_data(float *dx, float *workspace, const float *dy, const float *w,
                                const conv2d_shape *s, int nthreads) {
     if (is_depthwise(s)) {
-        depthwise_backward_data(dx, dy, w, s);
+        depthwise_backward_data(dx, workspace, dy, w, s, nthreads);
         return WT_OK;
     }
 #pragma omp parallel for schedule(dynamic) num_threads(nthreads) if (s->n > 1)
@@ -379,7 +268,7 @@ wt_status conv2d_backward_weight(float *dw, float *dbias, float *workspace, cons
         bias_grad(dbias, dy, s);
     }
     if (is_depthwise(s)) {
-        depthwise_backward_weight(dw, dy, x, s);
+        depthwise_backward_weight(dw, workspace, dy, x, s, nthreads);
         return WT_OK;
     }
     const size_t cols = cols_size(s), wsize = weight_size(s);

@@ -39,9 +39,8 @@ wt_status dropout_backward(float *dx, const float *dy, const uint8_t *mask, int6
     const float scale = 1.0f / (1.0f - p);
 #pragma omp parallel for schedule(static) num_threads(wt_get_num_threads()) if (n > WT_PARALLEL_MIN)
     for (int64_t i = 0; i < n; i++) {
-        if (mask[i]) {
-            dx[i] += dy[i] * scale;
-        }
+        const float g = dy[i] * scale;
+        dx[i] += mask[i] ? g : 0.0f;
     }
     return WT_OK;
 }

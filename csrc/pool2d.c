@@ -1,6 +1,7 @@
 #include "pool2d.h"
 
 #include <math.h>
+#include "reduce.h"
 #include "threads.h"
 
 static int64_t out_size(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t dilation,
@@ -170,11 +171,7 @@ wt_status global_avgpool_forward(float *y, const float *x, int64_t planes, int64
     }
 #pragma omp parallel for schedule(static) num_threads(wt_get_num_threads()) if (planes * hw > WT_PARALLEL_MIN)
     for (int64_t p = 0; p < planes; p++) {
-        double sum = 0.0;
-        for (int64_t i = 0; i < hw; i++) {
-            sum += x[p * hw + i];
-        }
-        y[p] = (float)(sum / (double)hw);
+        y[p] = (float)(wt_sum(x + p * hw, hw) / (double)hw);
     }
     return WT_OK;
 }
