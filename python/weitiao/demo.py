@@ -21,7 +21,7 @@ class Preset:
 
 PRESETS = {
     "quick": Preset(image_size=64, epochs=1),
-    "default": Preset(image_size=96, epochs=3),
+    "default": Preset(image_size=96, epochs=2),
     "full": Preset(image_size=224, epochs=12),
 }
 
