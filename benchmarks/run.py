@@ -1,0 +1,264 @@
+"""Whole-workload benchmark: weitiao vs PyTorch CPU on fine-tuning workloads.
+
+Each (workload, library) runs in its own child process so peak RSS is that library's alone;
+the children alternate (weitiao, torch, weitiao, torch) and each reports per-repetition
+seconds after warm-up. The table gives medians, torch/weitiao (> 1: weitiao faster), peak
+RSS and achieved GFLOP/s as a fraction of the measured sgemm peak.
+
+    PYTHONPATH=python python benchmarks/run.py [--quick] [--threads 2] [--write docs/performance.md]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+# name: (description, model, image size, frozen prefix or mode)
+WORKLOADS = {
+    "r18_train_224": ("ResNet-18 training step, 224", "resnet18", 224, "train"),
+    "r18_train_112": ("ResNet-18 training step, 112", "resnet18", 112, "train"),
+    "r18_frozen_224": ("ResNet-18 step, stem+layer1+layer2 frozen, 224", "resnet18", 224,
+                       "frozen"),
+    "r18_head_cached": ("ResNet-18 head only, 5 epochs over N images, 224", "resnet18", 224,
+                        "head"),
+    "lite0_train_224": ("EfficientNet-Lite0 training step, 224", "lite0", 224, "train"),
+    "r18_infer_224": ("ResNet-18 inference, 224", "resnet18", 224, "infer"),
+    "lite0_infer_224": ("EfficientNet-Lite0 inference, 224", "lite0", 224, "infer"),
+    "r50_train_224": ("ResNet-50 training step, 224", "resnet50", 224, "train"),
+}
+# Forward GFLOPs per 224x224 image (multiply-adds x 2), scaled by (size/224)^2.
+FORWARD_GFLOP = {"resnet18": 3.64, "resnet50": 8.21, "lite0": 0.81}
+
+
+# ---------------------------------------------------------------- children
+
+def _weitiao_runner(model_name: str, size: int, mode: str, batch: int, images: int):
+    import weitiao
+    from weitiao.data import ArrayDataset
+    from weitiao.finetune import FineTuner
+    from weitiao.models import efficientnet_lite0, resnet18, resnet50
+    from weitiao.nn import CrossEntropyLoss
+    from weitiao.optim import SGD
+
+    build = {"resnet18": resnet18, "resnet50": resnet50,
+             "lite0": lambda **k: efficientnet_lite0(dropout_rate=0.0, drop_connect_rate=0.0,
+                                                     **k)}[model_name]
+    rng = np.random.default_rng(0)
+    model = build(num_classes=10, rng=0)
+    if mode == "head":
+        model.config = model.config.resized(size)
+        x = rng.standard_normal((images, 3, size, size), dtype=np.float32)
+        data = ArrayDataset(x, np.arange(images) % 10, classes=[str(i) for i in range(10)])
+
+        def run():
+            tuner = FineTuner(model, classes=data.classes, freeze="backbone")
+            tuner.fit(data, epochs=5, batch_size=batch, cache_features=True, verbose=False,
+                      num_workers=0)
+        return run
+    x = rng.standard_normal((batch, 3, size, size), dtype=np.float32)
+    y = np.arange(batch) % 10
+    if mode == "infer":
+        model.eval()
+
+        def infer():
+            with weitiao.array_cache():
+                model(x)
+        return infer
+    if mode == "frozen":
+        for name in ("conv1", "bn1", "layer1", "layer2"):
+            model.get_submodule(name).freeze()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = SGD(params, lr=0.01, momentum=0.9)
+    loss_fn = CrossEntropyLoss()
+
+    def step():
+        with weitiao.array_cache():
+            loss_fn(model(x), y)
+            opt.zero_grad()
+            model.backward(loss_fn.backward())
+            opt.step()
+    return step
+
+
+def _torch_model(model_name: str):
+    import torch
+
+    if model_name == "lite0":
+        from efficientnet_lite_pytorch import EfficientNet
+
+        return EfficientNet.from_name("efficientnet-lite0", num_classes=10, dropout_rate=0.0,
+                                      drop_connect_rate=0.0)
+    from tests.torch_resnet import resnet18, resnet50
+
+    torch.manual_seed(0)
+    return {"resnet18": resnet18, "resnet50": resnet50}[model_name](num_classes=10)
+
+
+def _torch_runner(model_name: str, size: int, mode: str, batch: int, images: int):
+    import torch
+
+    model = _torch_model(model_name)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    if mode == "head":
+        x = torch.randn(images, 3, size, size)
+        y = torch.arange(images) % 10
+        head = model.fc
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith("fc."))
+
+        def run():
+            opt = torch.optim.SGD(head.parameters(), lr=1e-2, momentum=0.9)
+            for _ in range(5):
+                for i in range(0, images, batch):
+                    loss = loss_fn(model(x[i:i + batch]), y[i:i + batch])
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+        return run
+    x = torch.randn(batch, 3, size, size)
+    y = torch.arange(batch) % 10
+    if mode == "infer":
+        model.eval()
+
+        def infer():
+            with torch.no_grad():
+                model(x)
+        return infer
+    if mode == "frozen":
+        for name in ("conv1", "bn1", "layer1", "layer2"):
+            module = getattr(model, name)
+            module.requires_grad_(False)
+            module.eval()
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01,
+                          momentum=0.9)
+
+    def step():
+        loss = loss_fn(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return step
+
+
+def child(args) -> None:
+    """Run one workload for one library and print JSON: seconds per repetition, peak RSS."""
+    description, model_name, size, mode = WORKLOADS[args.child]
+    if args.lib == "torch":
+        import torch
+
+        torch.set_num_threads(args.threads)
+        fn = _torch_runner(model_name, size, mode, args.batch, args.images)
+    else:
+        import weitiao
+
+        weitiao.set_num_threads(args.threads)
+        fn = _weitiao_runner(model_name, size, mode, args.batch, args.images)
+    for _ in range(args.warmup):
+        fn()
+    seconds = []
+    for _ in range(args.reps):
+        t0 = time.perf_counter()
+        fn()
+        seconds.append(time.perf_counter() - t0)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "rss_mb": rss_mb}))
+
+
+# ---------------------------------------------------------------- parent
+
+def run_child(name: str, lib: str, args) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", name, "--lib", lib,
+           "--threads", str(args.threads), "--batch", str(args.batch), "--reps",
+           str(args.reps), "--warmup", str(args.warmup), "--images", str(args.images)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+    if out.returncode != 0:
+        raise RuntimeError(f"{name} {lib} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def gflop(name: str, batch: int, images: int) -> float:
+    _, model_name, size, mode = WORKLOADS[name]
+    per_image = FORWARD_GFLOP[model_name] * (size / 224) ** 2
+    if mode == "head":
+        return per_image * images  # the work a cached run cannot avoid: one forward pass
+    return per_image * batch * (1 if mode == "infer" else 3)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--child")
+    parser.add_argument("--lib", choices=("weitiao", "torch"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="alternating (weitiao, torch) child pairs per workload")
+    parser.add_argument("--only", nargs="*", help="workload names to run")
+    parser.add_argument("--quick", action="store_true", help="batch 8, 1 rep, 200 images")
+    parser.add_argument("--write", help="markdown file whose workloads section to replace")
+    args = parser.parse_args(argv)
+    if args.child:
+        return child(args)
+    if args.quick:
+        args.batch, args.reps, args.images, args.rounds = 8, 1, 200, 1
+    from common import (OtherLoad, command_line, format_machine, machine_info, markdown_table,
+                        replace_section, sgemm_peak)
+
+    import weitiao
+
+    weitiao.set_num_threads(args.threads)
+    peak = sgemm_peak(args.threads)
+    rows = []
+    with OtherLoad() as load:
+        for name in args.only or WORKLOADS:
+            samples = {"weitiao": [], "torch": []}
+            rss = {"weitiao": 0.0, "torch": 0.0}
+            for _ in range(args.rounds):
+                for lib in ("weitiao", "torch"):
+                    result = run_child(name, lib, args)
+                    samples[lib] += result["seconds"]
+                    rss[lib] = max(rss[lib], result["rss_mb"])
+            med = {lib: statistics.median(s) for lib, s in samples.items()}
+            rate = gflop(name, args.batch, args.images) / med["weitiao"]
+            rows.append([WORKLOADS[name][0], f"{med['weitiao']:.3f}", f"{med['torch']:.3f}",
+                         f"**{med['torch'] / med['weitiao']:.2f}**", f"{rss['weitiao']:.0f}",
+                         f"{rss['torch']:.0f}", f"{rate:.1f}", f"{rate / peak:.0%}"])
+            print(rows[-1], flush=True)
+    table = markdown_table(["workload", "weitiao s", "torch s", "torch/weitiao",
+                            "weitiao peak RSS MB", "torch peak RSS MB", "weitiao GFLOP/s",
+                            "of sgemm peak"], rows)
+    body = "\n\n".join([
+        f"### Workloads vs PyTorch, batch {args.batch}, {args.threads} threads",
+        f"Command: `{command_line()}`",
+        format_machine(machine_info()),
+        f"- **sgemm peak**: {peak:.1f} GFLOP/s ({args.threads} concurrent single-threaded "
+        f"2048^3 sgemms through weitiao's OpenBLAS)\n- **machine load**: {load.describe()}\n"
+        f"- **run**: {args.rounds} alternating child-process rounds per workload, each "
+        f"{args.warmup} warm-up and {args.reps} timed repetitions; medians over all "
+        f"repetitions; peak RSS is the child's maximum resident set",
+        "Seconds are per training step (forward, backward, SGD with momentum), per inference "
+        "batch, or for the whole 5-epoch head-only run. GFLOP/s counts forward multiply-adds "
+        "x 2, x 3 for a training step; the cached head-only run is credited one forward "
+        "pass over its images.",
+        table,
+    ])
+    print(body)
+    if args.write:
+        replace_section(args.write, "workloads", body)
+
+
+if __name__ == "__main__":
+    main()
