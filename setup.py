@@ -16,6 +16,15 @@ from setuptools import Extension, setup
 CFLAGS = ["-std=c99", "-O3", "-fopenmp", "-Wall", "-Wextra", "-fno-strict-aliasing"]
 LDFLAGS = ["-fopenmp"]
 
+# WEITIAO_SANITIZE=1: an AddressSanitizer + UndefinedBehaviorSanitizer build for
+# scripts/sanitize.sh (see docs/reliability.md); the later -O1 overrides -O3, and -fno-wrapv
+# undoes the -fwrapv of Python's own CFLAGS, which would hide signed overflow from UBSan.
+if os.environ.get("WEITIAO_SANITIZE") == "1":
+    SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g", "-O1",
+                "-fno-wrapv"]
+    CFLAGS += SANITIZE
+    LDFLAGS += SANITIZE
+
 
 def pkg_config(package, option):
     try:

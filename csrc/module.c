@@ -111,6 +111,13 @@ static PyArrayObject *inplace_f32(PyObject *obj, const char *fn, const char *nam
                      fn, name, PyArray_DESCR(a)->typeobj->tp_name);
         return NULL;
     }
+    if (!PyArray_ISNOTSWAPPED(a)) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s: %s: expected native byte order (it is updated in place), got a "
+                     "byte-swapped array; pass arr.astype(np.float32) and keep that copy",
+                     fn, name);
+        return NULL;
+    }
     if (!PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a)) {
         PyErr_Format(PyExc_ValueError,
                      "%s: %s: expected a C-contiguous, aligned array (it is updated in place); "
@@ -263,6 +270,7 @@ static int parse_padding(PyObject *obj, const char *fn, int64_t pad[4]) {
     if (PySequence_Check(obj) && !PyUnicode_Check(obj) && PySequence_Size(obj) == 4) {
         return parse_ints(obj, fn, "padding", pad, 4, 0);
     }
+    PyErr_Clear(); /* len() fails for a 0-d array, which can still be an integer */
     int64_t hw[2];
     if (is_integer(obj) || (PySequence_Check(obj) && PySequence_Size(obj) == 2)) {
         if (parse_ints(obj, fn, "padding", hw, 2, 0) < 0) {
@@ -398,6 +406,14 @@ static int conv_shape(conv2d_shape *s, const char *fn, const char *wname, const 
         return -1;
     }
     if (expect_nonempty_chw(xd, fn, "x") < 0) {
+        return -1;
+    }
+    /* H and W reach 2^40 through input_shape, and more in an empty batch: the padded plane's
+     * area bounds OH*OW, so keeping it in int64 keeps conv2d_shape_init's product there too. */
+    const int64_t in_h = xd[2] + pad[0] + pad[1], in_w = xd[3] + pad[2] + pad[3];
+    if (in_h > INT64_MAX / in_w) {
+        PyErr_Format(PyExc_ValueError, "%s: the padded input (%lld x %lld) is too large", fn,
+                     (long long)in_h, (long long)in_w);
         return -1;
     }
     *s = (conv2d_shape){.n = xd[0], .c = xd[1], .h = xd[2], .w = xd[3], .oc = wd[0],

@@ -6,6 +6,8 @@ True
 """
 from __future__ import annotations
 
+import warnings
+
 from PIL import Image, UnidentifiedImageError
 
 from .functional import convert_mode
@@ -72,9 +74,13 @@ def load_image(path: str, channels: str | None = "RGB") -> Image.Image:
     weitiao.data.image_files.ImageReadError: cannot read image missing.png: ...
     """
     try:
-        with open(path, "rb") as f:
-            img = Image.open(f)
-            img.load()
+        # Pillow only warns between MAX_IMAGE_PIXELS and twice that; a dataset image that
+        # large is a decompression bomb or a mistake, so it is refused before decoding.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with open(path, "rb") as f:
+                img = Image.open(f)
+                img.load()
     except Exception as e:  # Pillow raises OSError, ValueError, SyntaxError, ... for bad files
         raise ImageReadError(path, _reason(e)) from e
     if channels is None:
@@ -91,8 +97,10 @@ def verify_image(path: str) -> str | None:
     True
     """
     try:
-        with Image.open(path) as img:
-            img.verify()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.verify()
     except Exception as e:  # Pillow raises many kinds for broken files
         return _reason(e)
     return None
