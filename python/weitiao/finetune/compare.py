@@ -35,6 +35,7 @@ class Comparison:
         return "\n".join(rows)
 
     def figure(self, title: str = "fine-tuning vs scratch"):
+        """The runs' training curves on one matplotlib figure (see plots.plot_curves)."""
         from .plots import plot_curves
 
         return plot_curves(self.histories, title=title)

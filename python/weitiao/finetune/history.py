@@ -8,6 +8,10 @@ import numpy as np
 
 @dataclass
 class EpochRecord:
+    """One epoch of fit: mean training loss and accuracy, validation accuracy and loss (None
+    without val), images/s, wall seconds, each parameter group's lr, and whether Ctrl-C cut
+    it short."""
+
     epoch: int
     loss: float
     train_accuracy: float

@@ -51,9 +51,15 @@ def auto_mapping(target_classes: list[str], source_names, source_synonyms=()) ->
     return mapping
 
 
-def resolve_mapping(mapping: dict, target_classes: list[str], source_names) -> dict:
-    """Validate a user mapping of target class -> source index or source name."""
-    lookup = {normalise_name(n): i for i, n in enumerate(source_names)}
+def resolve_mapping(mapping: dict, target_classes: list[str], source_names,
+                    source_synonyms=()) -> dict:
+    """Validate a user mapping of target class -> source index or source name (a primary
+    name or one of its synonyms, as "auto" matches them)."""
+    lookup = {}
+    for i, syns in enumerate(source_synonyms):
+        for syn in syns:
+            lookup.setdefault(normalise_name(syn), i)
+    lookup.update({normalise_name(n): i for i, n in enumerate(source_names)})
     resolved = {}
     for t, s in mapping.items():
         if t not in target_classes:

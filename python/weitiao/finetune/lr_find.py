@@ -11,6 +11,9 @@ import numpy as np
 
 @dataclass
 class LRFinderResult:
+    """What lr_find measured: the body lr of each step, the smoothed loss after it, and the
+    suggested rate."""
+
     lrs: np.ndarray
     losses: np.ndarray
     suggestion: float

@@ -23,11 +23,11 @@ def plot_curves(histories: dict, title: str = "", ax=None):
         fig = ax.figure
     for label, h in histories.items():
         epochs = np.arange(1, len(h) + 1)
-        line, = ax.plot(epochs, h.loss, "-", label=f"{label}: train loss")
-        ax.plot(epochs, h.train_accuracy, "--", color=line.get_color(),
+        line, = ax.plot(epochs, h.loss, "-o", label=f"{label}: train loss")
+        ax.plot(epochs, h.train_accuracy, "--s", color=line.get_color(),
                 label=f"{label}: train acc")
         if any(v is not None for v in h.val_accuracy):
-            ax.plot(epochs, [np.nan if v is None else v for v in h.val_accuracy], ":",
+            ax.plot(epochs, [np.nan if v is None else v for v in h.val_accuracy], ":^",
                     color=line.get_color(), label=f"{label}: val acc")
     ax.set_xlabel("epoch")
     ax.grid(True, alpha=0.3)

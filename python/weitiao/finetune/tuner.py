@@ -159,7 +159,8 @@ class FineTuner:
                 raise ValueError(f"reuse_classifier: expected a dict or 'auto', got {mapping!r}")
             resolved = auto_mapping(self.classes, names, self.source.config.class_synonyms)
         else:
-            resolved = resolve_mapping(dict(mapping), self.classes, names)
+            resolved = resolve_mapping(dict(mapping), self.classes, names,
+                                       self.source.config.class_synonyms)
         self.reuse_report = copy_rows(self.source, self.model, self.classes, resolved)
         return self.reuse_report
 
