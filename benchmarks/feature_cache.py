@@ -57,7 +57,7 @@ def main(argv=None) -> None:
         f"Command: `{command_line()}`",
         format_machine(machine_info()),
         markdown_table(["model", "uncached s", "cached s", "speed-up",
-                        "max |head weight difference|"], rows),
+                        "max abs head weight difference"], rows),
         "Uncached: a full forward of the frozen backbone for every batch of every epoch (what "
         "a PyTorch loop with `requires_grad_(False)` does). Cached: the backbone runs once "
         "(one augmentation pass, deterministic preprocessing here) and the head trains on the "
