@@ -27,7 +27,8 @@ class Comparison:
         rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in runs:
             ev, h = self.evaluations[r], self.histories[r]
-            speed = sum(h.examples_per_sec) / max(len(h), 1)
+            images = sum(e.examples_per_sec * e.seconds for e in h.epochs)
+            speed = images / max(sum(h.seconds), 1e-9)
             cells = [r, f"{ev.accuracy:.4f}",
                      *[f"{ev.per_class_accuracy[c]:.3f}" for c in classes],
                      f"{self.seconds[r]:.1f}", f"{speed:.1f}"]
