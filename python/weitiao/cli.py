@@ -79,14 +79,10 @@ def _pretrain(args) -> int:
     from .pretrain import pretrain
 
     layers = [int(n) for n in args.layers.split(",")]
-    try:
-        pretrain(args.classes, epochs=args.epochs, out=args.out, seed=args.seed,
-                 root=args.root, per_class=args.per_class, batch_size=args.batch_size,
-                 lr=args.lr, layers=layers, num_workers=args.workers)
-    except KeyboardInterrupt as e:
-        print(e)
-        return 130
-    return 0
+    tuner, _ = pretrain(args.classes, epochs=args.epochs, out=args.out, seed=args.seed,
+                        root=args.root, per_class=args.per_class, batch_size=args.batch_size,
+                        lr=args.lr, layers=layers, num_workers=args.workers)
+    return 130 if tuner.history.epochs[-1].interrupted else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .data import ArrayDataset, FashionMNIST, Subset
+from .data import ArrayDataset, FashionMNIST
 from .data.fashion_mnist import CLASSES as FASHION_MNIST_CLASSES
 from .data.transforms import Transform
 from .models.config import ModelConfig
@@ -137,12 +137,6 @@ def fashion_mnist_split(classes: Sequence[int], train: bool = True,
                         classes=[FASHION_MNIST_CLASSES[c] for c in classes])
 
 
-def without_transform(dataset: ArrayDataset) -> ArrayDataset:
-    """The same arrays and labels with no augmentation (for evaluation)."""
-    base = dataset.dataset if isinstance(dataset, Subset) else dataset
-    return ArrayDataset(base.images, base.targets, classes=base.classes)
-
-
 def pretrain(classes: Sequence[int] = (0, 1, 2, 3, 4), epochs: int = 3,
              out: str | os.PathLike | None = "resnet_small_fmnist5.safetensors",
              seed: int = 0, root=None, per_class: int | None = None,
@@ -155,7 +149,8 @@ def pretrain(classes: Sequence[int] = (0, 1, 2, 3, 4), epochs: int = 3,
     ``out`` (None: do not save). Returns (FineTuner, test Evaluation).
 
     The file holds FineTuner.save's metadata plus a "weitiao_pretrain" entry recording
-    how it was made (classes, epochs, seed, test accuracy, seconds).
+    how it was made (classes, epochs, seed, test accuracy, seconds). Training stopped with
+    Ctrl-C writes no file (the last history record is marked ``interrupted``).
     """
     from .finetune import FineTuner
     from .io import save_state_dict
@@ -182,9 +177,10 @@ def pretrain(classes: Sequence[int] = (0, 1, 2, 3, 4), epochs: int = 3,
         print(history)
         print(f"test accuracy on the {len(test)} test images of these classes: "
               f"{evaluation.accuracy:.4f} ({seconds:.0f} s training)")
-    if out is not None:
-        if history.epochs and history.epochs[-1].interrupted:
-            raise KeyboardInterrupt(f"pretraining was interrupted; {out} was not written")
+    interrupted = bool(history.epochs) and history.epochs[-1].interrupted
+    if interrupted and out is not None and verbose:
+        print(f"pretraining was interrupted; {out} was not written")
+    if out is not None and not interrupted:
         record = {"dataset": "fashion-mnist", "classes": classes, "epochs": epochs,
                   "seed": seed, "per_class": per_class, "batch_size": batch_size, "lr": lr,
                   "weight_decay": weight_decay, "layers": list(layers),

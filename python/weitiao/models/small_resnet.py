@@ -100,6 +100,8 @@ def resnet_small(num_classes: int | None = None, weights=None, rng=None,
     outputs, default 10) or a .safetensors file written by ``python -m weitiao pretrain``
     (or ``FineTuner.save``), which brings the block counts, the preprocessing and the
     source class names; ``num_classes`` other than the file's then puts a new head on top.
+    ``layers`` (BasicBlocks per stage) and ``config`` shape a random initialisation; a
+    file brings its own.
 
     >>> net = resnet_small(num_classes=5, rng=0)
     >>> net.config.input_size, net.num_classes
