@@ -24,3 +24,14 @@ class CheckpointError(ValueError):
 def describe(path: str | os.PathLike[str]) -> str:
     """How error messages name a file: its path, quoted (``'runs/w.pth'``)."""
     return repr(os.fspath(path))
+
+
+def number(n: object) -> str:
+    """A value for an error message. Python refuses to print integers of more than 4,300
+    digits (a hostile file can declare one), so anything that will not print is described
+    instead of raising a second, unrelated error."""
+    try:
+        text = repr(n)
+    except ValueError:
+        return f"<{type(n).__name__} too large to print>"
+    return text if len(text) <= 80 else text[:80] + "..."

@@ -24,7 +24,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from .errors import CheckpointError, describe
+from .errors import CheckpointError, describe, number
 from .torch_pickle import StorageRef, materialize, unpickle
 from .zipcheck import open_zip, read_member
 
@@ -141,8 +141,8 @@ def _check_storage_size(path: str | os.PathLike[str], storage: StorageRef, nbyte
     if expected != nbytes:
         raise CheckpointError(
             f"{describe(path)} is corrupted: storage {storage.key!r} declares "
-            f"{storage.numel} {storage.dtype.name} elements ({expected} bytes) but "
-            f"{holds} {nbytes} bytes"
+            f"{number(storage.numel)} {storage.dtype.name} elements ({number(expected)} bytes) "
+            f"but {holds} {nbytes} bytes"
         )
 
 
@@ -219,13 +219,13 @@ def _load_legacy(path: str | os.PathLike[str]) -> Any:
             if count != storage.numel:
                 raise CheckpointError(
                     f"{describe(path)} is corrupted: storage {key!r} is declared with "
-                    f"{storage.numel} elements but its data header says {count}"
+                    f"{number(storage.numel)} elements but its data header says {number(count)}"
                 )
             nbytes = storage.numel * storage.dtype.itemsize
             if nbytes > reader.remaining():
                 raise CheckpointError(
                     f"{describe(path)} is truncated or corrupted: storage {key!r} declares "
-                    f"{storage.numel} {storage.dtype.name} elements ({nbytes} bytes) but only "
+                    f"{number(storage.numel)} {storage.dtype.name} elements ({number(nbytes)} bytes) but only "
                     f"{reader.remaining()} bytes remain in the file"
                 )
             data = reader.read(nbytes)

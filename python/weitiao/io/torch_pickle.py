@@ -27,7 +27,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from .errors import CheckpointError, describe
+from .errors import CheckpointError, describe, number
 
 __all__ = ["TorchUnpickler", "TensorRef", "StorageRef", "unpickle", "materialize"]
 
@@ -264,7 +264,8 @@ class TorchUnpickler(pickle.Unpickler):
             raise self._bad(f"invalid storage view {_short(view)}")
         _, offset, size = view
         if offset + size > numel:
-            raise self._bad(f"storage view {offset}+{size} exceeds storage {key!r} of {numel} elements")
+            raise self._bad(f"storage view {number(offset)}+{number(size)} exceeds storage {key!r} of "
+                f"{number(numel)} elements")
         return StorageRef(key, root.dtype, numel, (offset, size))
 
     # -- stand-ins for torch._utils ----------------------------------------------------
@@ -313,16 +314,16 @@ class TorchUnpickler(pickle.Unpickler):
                     or not all(_is_int(d) and d >= 0 for d in dims)):
                 raise self._bad(f"invalid tensor {what} {_short(dims)}")
         if len(size) != len(stride):
-            raise self._bad(f"tensor size {tuple(size)} and stride {tuple(stride)} differ in length")
+            raise self._bad(f"tensor size {number(tuple(size))} and stride {number(tuple(stride))} differ in "
+                f"length")
         return TensorRef(storage, offset, tuple(size), tuple(stride), dtype)
 
     def _bad(self, what: str) -> CheckpointError:
         return CheckpointError(f"{describe(self.path)} is not a valid PyTorch checkpoint: {what}")
 
 
-def _short(x: object, limit: int = 80) -> str:
-    text = repr(x)
-    return text if len(text) <= limit else text[:limit] + "..."
+def _short(x: object) -> str:
+    return number(x)
 
 
 def unpickle(stream: IO[bytes], path: str | os.PathLike[str], what: str) -> tuple[Any, TorchUnpickler]:
@@ -357,8 +358,10 @@ def unpickle(stream: IO[bytes], path: str | os.PathLike[str], what: str) -> tupl
 
 
 def _tensor_array(ref: TensorRef, buffers: dict[str, np.ndarray], big_endian: bool,
-                  path: str | os.PathLike[str], where: str) -> np.ndarray:
-    """Copy one tensor out of its storage bytes into a C-contiguous native array."""
+                  path: str | os.PathLike[str], where: str, expanded: list[int]) -> np.ndarray:
+    """Copy one tensor out of its storage bytes into a C-contiguous native array.
+    ``expanded`` holds the bytes that earlier tensors of the file already made by repeating
+    storage elements (zero strides); the file's total may not pass MAX_EXPANDED_BYTES."""
     storage = ref.storage
     buf = buffers[storage.key]  # uint8, numel * itemsize bytes, checked by the reader
     base, limit = 0, len(buf)
@@ -376,15 +379,18 @@ def _tensor_array(ref: TensorRef, buffers: dict[str, np.ndarray], big_endian: bo
         span = 1 + sum((n - 1) * s for n, s in zip(ref.size, ref.stride))
         if ref.offset + span > available:
             raise CheckpointError(
-                f"{describe(path)} is corrupted: tensor {where} (size {ref.size}, stride "
-                f"{ref.stride}, offset {ref.offset}) reaches past the end of its storage "
+                f"{describe(path)} is corrupted: tensor {where} (size {number(ref.size)}, stride "
+                f"{number(ref.stride)}, offset {number(ref.offset)}) reaches past the end of its storage "
                 f"of {available} elements"
             )
-        if count > available and count * itemsize > MAX_EXPANDED_BYTES:
-            raise CheckpointError(
-                f"{describe(path)}: tensor {where} repeats its storage's elements into "
-                f"{count * itemsize} bytes (over the {MAX_EXPANDED_BYTES}-byte limit)"
-            )
+        if count > available:
+            expanded[0] += count * itemsize
+            if expanded[0] > MAX_EXPANDED_BYTES:
+                raise CheckpointError(
+                    f"{describe(path)}: tensor {where} repeats its storage's elements, which "
+                    f"brings the file's tensors to {number(expanded[0])} bytes beyond their "
+                    f"storages (over the {MAX_EXPANDED_BYTES}-byte limit)"
+                )
         start = base + ref.offset * itemsize
         elements = buf[start:start + span * itemsize].view(dtype)
         strided = np.lib.stride_tricks.as_strided(
@@ -407,6 +413,7 @@ def materialize(obj: Any, buffers: dict[str, np.ndarray], big_endian: bool,
     their names. Shared and cyclic containers are handled once each.
     """
     memo: dict[int, Any] = {}
+    expanded = [0]
 
     def walk(x: Any, where: str) -> Any:
         if x is None or isinstance(x, (str, bytes, int, float, complex)):
@@ -414,11 +421,11 @@ def materialize(obj: Any, buffers: dict[str, np.ndarray], big_endian: bool,
         if id(x) in memo:
             return memo[id(x)]
         if isinstance(x, TensorRef):
-            result: Any = _tensor_array(x, buffers, big_endian, path, where)
+            result: Any = _tensor_array(x, buffers, big_endian, path, where, expanded)
         elif isinstance(x, StorageRef):  # a bare storage: its elements as a 1-D array
             n = x.view[1] if x.view else x.numel
             ref = TensorRef(x, 0, (n,), (1,), x.dtype)
-            result = _tensor_array(ref, buffers, big_endian, path, where)
+            result = _tensor_array(ref, buffers, big_endian, path, where, expanded)
         elif isinstance(x, dict):
             result = {}
             memo[id(x)] = result
