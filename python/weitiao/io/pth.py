@@ -28,6 +28,8 @@ from .errors import CheckpointError, describe, number
 from .torch_pickle import StorageRef, materialize, unpickle
 from .zipcheck import open_zip, read_member
 
+_MAX_PICKLE_GROWTH = 4
+
 __all__ = ["load_pth", "LEGACY_MAGIC_NUMBER"]
 
 LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
@@ -110,6 +112,13 @@ def _load_zip(path: str | os.PathLike[str]) -> Any:
             big_endian = order == b"big"
 
         pickle_info = archive.getinfo(f"{root}/data.pkl")
+        # torch stores data.pkl uncompressed and it is small next to the tensors; a deflated
+        # one may only be a few times the file, so a pickle bomb is refused before inflating.
+        if pickle_info.file_size > _MAX_PICKLE_GROWTH * archive_size + (1 << 20):
+            raise CheckpointError(
+                f"{describe(path)}: data.pkl would inflate to {pickle_info.file_size} bytes from "
+                f"a {archive_size}-byte file; refusing a compressed pickle that large"
+            )
         pickled = read_member(path, archive, pickle_info, archive_size, "data.pkl")
         obj, unpickler = unpickle(io.BytesIO(pickled), path, "data.pkl")
 
