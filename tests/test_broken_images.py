@@ -136,9 +136,6 @@ def test_decompression_bomb_is_refused_without_decoding(tmp_path):
             assert bomb in r["at_construction"]
 
 
-@pytest.mark.xfail(strict=False, reason="BUG (race): load_image's warnings.catch_warnings() "
-                   "is not thread-safe; DataLoader threads can leave the process-wide filter "
-                   "list changed, or drop the bomb check for a moment")
 def test_loading_in_threads_leaves_the_warning_filters_alone(folder):
     import threading
     import warnings

@@ -208,6 +208,18 @@ RESULTS: dict[str, dict] = {}
 
 
 @pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Kernels on one thread: the boundary code is the same, and waking an OpenMP team for
+    each tiny call would only make the loops slow on a busy machine."""
+    import weitiao
+
+    previous = weitiao.get_num_threads()
+    weitiao.set_num_threads(1)
+    yield
+    weitiao.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module", autouse=True)
 def report():
     """With WEITIAO_LEAK_REPORT=path.json, write every measurement there at the end."""
     yield

@@ -6,8 +6,6 @@ True
 """
 from __future__ import annotations
 
-import warnings
-
 from PIL import Image, UnidentifiedImageError
 
 from .functional import convert_mode
@@ -74,13 +72,10 @@ def load_image(path: str, channels: str | None = "RGB") -> Image.Image:
     weitiao.data.image_files.ImageReadError: cannot read image missing.png: ...
     """
     try:
-        # Pillow only warns between MAX_IMAGE_PIXELS and twice that; a dataset image that
-        # large is a decompression bomb or a mistake, so it is refused before decoding.
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with open(path, "rb") as f:
-                img = Image.open(f)
-                img.load()
+        with open(path, "rb") as f:
+            img = Image.open(f)
+            _refuse_bomb(img)
+            img.load()
     except Exception as e:  # Pillow raises OSError, ValueError, SyntaxError, ... for bad files
         raise ImageReadError(path, _reason(e)) from e
     if channels is None:
@@ -97,13 +92,24 @@ def verify_image(path: str) -> str | None:
     True
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                img.verify()
+        with Image.open(path) as img:
+            _refuse_bomb(img)
+            img.verify()
     except Exception as e:  # Pillow raises many kinds for broken files
         return _reason(e)
     return None
+
+
+def _refuse_bomb(img: Image.Image) -> None:
+    """Pillow only warns between MAX_IMAGE_PIXELS and twice that; a dataset image that large
+    is a decompression bomb or a mistake, so it is refused before decoding. (Checked here,
+    not by turning the warning into an error: warning filters are process-wide and the
+    DataLoader decodes in threads.)"""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and img.width * img.height > limit:
+        raise Image.DecompressionBombError(
+            f"{img.width}x{img.height} pixels is over Pillow's MAX_IMAGE_PIXELS ({limit}): "
+            f"a decompression bomb or a mistake")
 
 
 def _reason(e: Exception) -> str:
