@@ -5,8 +5,9 @@ rewriting each experiment's section of docs/experiments.md.
 Claims are checked as the issue asks: the chapter's direction "a beats b" counts as
 supported only when mean(a) - mean(b) > 2 * max(std(a), std(b)) over the seeds (sample
 standard deviations, ddof=1); the verdict also says in how many seeds a came out ahead
-(the runs of one seed share their data, so they pair up). An experiment asserts only the claims listed as asserted in
-its file; every other claim is reported in the docs with the verdict the data gave.
+(the runs of one seed share their data, so they pair up). An experiment asserts only the
+claims listed as asserted in its file; every other claim is reported in the docs with the
+verdict the data gave.
 """
 from __future__ import annotations
 
