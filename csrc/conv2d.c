@@ -166,18 +166,24 @@ static void bias_grad(float *dbias, const float *dy, const conv2d_shape *s) {
     }
 }
 
+/* The columns of one group of one image: the input itself for pointwise convolutions,
+ * else im2col into the caller's scratch. */
+static const float *group_columns(float *cols_ws, const float *xg, int64_t cg,
+                                  const conv2d_shape *s) {
+    if (is_pointwise(s)) {
+        return xg;
+    }
+    im2col(cols_ws, xg, cg, s);
+    return cols_ws;
+}
+
 /* One image's convolution, all groups, single-threaded: y_img (OC, OH*OW). */
 static void forward_image(float *y, float *cols_ws, const float *x, const float *w,
                           const conv2d_shape *s) {
     const int64_t cg = s->c / s->groups, ocg = s->oc / s->groups;
     const int64_t kdim = cg * s->kh * s->kw, ohw = s->oh * s->ow;
     for (int64_t g = 0; g < s->groups; g++) {
-        const float *xg = x + g * cg * s->h * s->w;
-        const float *cols = xg;
-        if (!is_pointwise(s)) {
-            im2col(cols_ws, xg, cg, s);
-            cols = cols_ws;
-        }
+        const float *cols = group_columns(cols_ws, x + g * cg * s->h * s->w, cg, s);
         WT_BLAS(cblas_sgemm)(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)ocg, (int)ohw,
                              (int)kdim, 1.0f, w + g * ocg * kdim, (int)kdim, cols, (int)ohw, 0.0f,
                              y + g * ocg * ohw, (int)ohw);
@@ -212,12 +218,7 @@ static void backward_weight_image(float *dw, float *cols_ws, const float *dy, co
     const int64_t cg = s->c / s->groups, ocg = s->oc / s->groups;
     const int64_t kdim = cg * s->kh * s->kw, ohw = s->oh * s->ow;
     for (int64_t g = 0; g < s->groups; g++) {
-        const float *xg = x + g * cg * s->h * s->w;
-        const float *cols = xg;
-        if (!is_pointwise(s)) {
-            im2col(cols_ws, xg, cg, s);
-            cols = cols_ws;
-        }
+        const float *cols = group_columns(cols_ws, x + g * cg * s->h * s->w, cg, s);
         WT_BLAS(cblas_sgemm)(CblasRowMajor, CblasNoTrans, CblasTrans, (int)ocg, (int)kdim,
                              (int)ohw, 1.0f, dy + g * ocg * ohw, (int)ohw, cols, (int)ohw, 1.0f,
                              dw + g * ocg * kdim, (int)kdim);

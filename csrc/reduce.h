@@ -68,23 +68,4 @@ static inline double wt_dot_shifted(const float *a, const float *b, float shift,
     return total;
 }
 
-/* sum of a[i * stride] * b[i] */
-static inline double wt_dot_strided(const float *a, int64_t stride, const float *b, int64_t n) {
-    float acc[WT_LANES] = {0};
-    int64_t i = 0;
-    for (; i + WT_LANES <= n; i += WT_LANES) {
-        for (int k = 0; k < WT_LANES; k++) {
-            acc[k] += a[(i + k) * stride] * b[i + k];
-        }
-    }
-    double total = 0.0;
-    for (int k = 0; k < WT_LANES; k++) {
-        total += acc[k];
-    }
-    for (; i < n; i++) {
-        total += (double)a[i * stride] * b[i];
-    }
-    return total;
-}
-
 #endif
