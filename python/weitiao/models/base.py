@@ -6,7 +6,7 @@ import numpy as np
 
 from ..nn import init
 from ..nn.linear import Linear
-from ..nn.module import Module, backward_chain, plan_chain
+from ..nn.module import Module, backward_chain, forward_chain, plan_chain
 from .config import ModelConfig
 
 
@@ -41,9 +41,7 @@ class Classifier(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """Logits (N, num_classes) for images x (N, 3, H, W), normalised as ``config``."""
-        for m in self._chain_modules():
-            x = m(x)
-        return x
+        return forward_chain(self._chain_modules(), x)
 
     def backward(self, grad_out: np.ndarray):
         return backward_chain(self._chain_modules(), grad_out)

@@ -12,7 +12,7 @@ from ..nn import init
 from ..nn.activation import ReLU6
 from ..nn.conv import Conv2d
 from ..nn.linear import Dropout, Flatten, Linear
-from ..nn.module import Module, Sequential, backward_chain, plan_chain
+from ..nn.module import Module, Sequential, backward_chain, forward_chain, plan_chain
 from ..nn.norm import BatchNorm2d
 from ..nn.pooling import AdaptiveAvgPool2d
 from .base import Classifier
@@ -72,9 +72,7 @@ class MBConvBlock(Module):
         return out_needs
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        out = x
-        for m in self._main():
-            out = m(out)
+        out = forward_chain(self._main(), x)
         if not self.has_skip:
             return out
         self._keep = None

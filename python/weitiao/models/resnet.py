@@ -10,7 +10,7 @@ from ..nn import init
 from ..nn.activation import ReLU
 from ..nn.conv import Conv2d
 from ..nn.linear import Flatten, Linear
-from ..nn.module import Module, Sequential, backward_chain, plan_chain
+from ..nn.module import Module, Sequential, backward_chain, forward_chain, plan_chain
 from ..nn.norm import BatchNorm2d
 from ..nn.pooling import AdaptiveAvgPool2d, MaxPool2d
 from .base import Classifier
@@ -37,9 +37,7 @@ class _Residual(Module):
         return out_needs
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        out = x
-        for m in self._main():
-            out = m(out)
+        out = forward_chain(self._main(), x)
         identity = self.downsample(x) if self.downsample is not None else x
         return self.relu(_C.add(out, identity))
 

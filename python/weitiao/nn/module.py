@@ -372,9 +372,7 @@ class Sequential(Module):
         return needs
 
     def forward(self, x):
-        for m in self._modules.values():
-            x = m(x)
-        return x
+        return forward_chain(self._modules.values(), x)
 
     def backward(self, grad_out):
         return backward_chain(self._modules.values(), grad_out)
@@ -387,6 +385,13 @@ def plan_chain(modules, input_needs_grad: bool) -> bool:
     for m in modules:
         needs = m.plan_backward(needs)
     return needs
+
+
+def forward_chain(modules, x):
+    """Modules applied one after another."""
+    for m in modules:
+        x = m(x)
+    return x
 
 
 def backward_chain(modules, grad_out):
