@@ -321,3 +321,21 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(tmp_path, monkeypat
     np.testing.assert_array_equal(full.history.loss, resumed.history.loss)
     done = FineTuner(source, classes=data.classes, seed=1)
     assert len(done.fit(data, epochs=4, checkpoint=ckpt, resume=True, **kwargs)) == 4
+
+
+def test_checkpoint_and_load_errors(source, tmp_path):
+    tuner = FineTuner(source, classes=["a", "b"])
+    with pytest.raises(ValueError, match=r"resume=True\) needs checkpoint=PATH"):
+        tuner.fit(_arrays(), epochs=1, resume=True, verbose=False)
+    with pytest.raises(ValueError, match="checkpoint must be a .safetensors path"):
+        tuner.fit(_arrays(), epochs=1, checkpoint=tmp_path / "run.pth", verbose=False)
+    with pytest.raises(ValueError, match="expected a .safetensors path"):
+        tuner.save(tmp_path / "model.npz")
+    from weitiao.io import save_state_dict
+
+    save_state_dict(tuner.model.state_dict(), tmp_path / "plain.safetensors")
+    with pytest.raises(ValueError, match="no weitiao metadata"):
+        FineTuner.load(tmp_path / "plain.safetensors")
+    with pytest.raises(ValueError, match="not a weitiao training checkpoint"):
+        tuner.fit(_arrays(), epochs=1, checkpoint=tmp_path / "plain.safetensors",
+                  resume=True, verbose=False)
