@@ -424,10 +424,8 @@ class FineTuner:
             model.load_state_dict(state)
         except ValueError as e:
             raise ValueError(f"FineTuner.load: {path}: {e}") from None
-        tuner = cls(model, classes=info["classes"])
-        tuner.model = model
-        tuner.source = model
-        tuner.optimizer = SGD(tuner._param_groups(), lr=tuner.lr, **tuner.hparams)
+        tuner = cls(model, classes=info["classes"], bn_momentum=None)
+        tuner.model.load_state_dict(state)  # the copy got a fresh head; put the saved one back
         tuner.history = History.from_dict(info.get("history", {}))
         return tuner
 
