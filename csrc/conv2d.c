@@ -9,6 +9,7 @@
 #include "depthwise.h"
 #include "reduce.h"
 #include "threads.h"
+#include "winograd.h"
 
 
 static int is_pointwise(const conv2d_shape *s) {
@@ -59,6 +60,9 @@ static size_t weight_size(const conv2d_shape *s) {
 size_t conv2d_workspace_size(const conv2d_shape *s, int nthreads) {
     if (is_depthwise(s)) {
         return depthwise_workspace_size(s, nthreads);
+    }
+    if (winograd_applies(s)) {
+        return winograd_workspace_size(s, nthreads);
     }
     return (size_t)nthreads * (cols_size(s) + weight_size(s));
 }
@@ -234,10 +238,15 @@ wt_status conv2d_forward(float *y, float *workspace, const float *x, const float
         depthwise_forward(y, workspace, x, w, bias, s, nthreads);
         return WT_OK;
     }
+    if (winograd_applies(s)) {
+        winograd_forward(y, workspace, x, w, s, nthreads);
+    } else {
 #pragma omp parallel for schedule(dynamic) num_threads(nthreads) if (s->n > 1)
-    for (int64_t ni = 0; ni < s->n; ni++) {
-        float *ws = workspace + (size_t)wt_thread_id() * cols_size(s);
-        forward_image(y + ni * s->oc * s->oh * s->ow, ws, x + ni * s->c * s->h * s->w, w, s);
+        for (int64_t ni = 0; ni < s->n; ni++) {
+            float *ws = workspace + (size_t)wt_thread_id() * cols_size(s);
+            forward_image(y + ni * s->oc * s->oh * s->ow, ws, x + ni * s->c * s->h * s->w, w,
+                          s);
+        }
     }
     if (bias) {
         add_bias(y, bias, s);
@@ -249,6 +258,10 @@ wt_status conv2d_backward_data(float *dx, float *workspace, const float *dy, con
                                const conv2d_shape *s, int nthreads) {
     if (is_depthwise(s)) {
         depthwise_backward_data(dx, workspace, dy, w, s, nthreads);
+        return WT_OK;
+    }
+    if (winograd_applies(s)) {
+        winograd_backward_data(dx, workspace, dy, w, s, nthreads);
         return WT_OK;
     }
 #pragma omp parallel for schedule(dynamic) num_threads(nthreads) if (s->n > 1)
@@ -270,6 +283,10 @@ wt_status conv2d_backward_weight(float *dw, float *dbias, float *workspace, cons
     }
     if (is_depthwise(s)) {
         depthwise_backward_weight(dw, workspace, dy, x, s, nthreads);
+        return WT_OK;
+    }
+    if (winograd_applies(s)) {
+        winograd_backward_weight(dw, workspace, dy, x, s, nthreads);
         return WT_OK;
     }
     const size_t cols = cols_size(s), wsize = weight_size(s);

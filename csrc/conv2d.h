@@ -1,6 +1,7 @@
 /* 2-D convolution, NCHW activations, OIHW weights (PyTorch layouts).
- * Three paths chosen from the shape: 1x1 stride-1 unpadded convs multiply the input
- * directly; depthwise convs (groups == C, OC a multiple of C) use a direct loop; all
+ * Four paths chosen from the shape: 1x1 stride-1 unpadded convs multiply the input
+ * directly; depthwise convs (groups == C, OC a multiple of C) use a direct loop; 3x3
+ * stride-1 convs with 16 or more channels use Winograd F(2x2, 3x3) (winograd.h); all
  * others are im2col + sgemm as in darknet. */
 #ifndef WT_CONV2D_H
 #define WT_CONV2D_H
@@ -21,7 +22,7 @@ typedef struct {
 wt_status conv2d_shape_init(conv2d_shape *s);
 
 /* Floats of scratch memory the three functions below need for this shape when run on
- * nthreads threads (each thread works on whole images with its own scratch). */
+ * nthreads threads. */
 size_t conv2d_workspace_size(const conv2d_shape *s, int nthreads);
 
 /* y (N,OC,OH,OW) = conv(x (N,C,H,W), w (OC,C/groups,KH,KW)) + bias (OC) or no bias if NULL */

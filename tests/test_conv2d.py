@@ -77,6 +77,14 @@ CASES = [
     ("1x1_pad1", (1, 3, 4, 5), (2, 3, 1, 1), 1, 1, 1, 1, True),
     ("kernel_covers_input", (2, 2, 3, 3), (3, 2, 3, 3), 1, 0, 1, 1, True),
     ("single_channel", (3, 1, 6, 5), (1, 1, 2, 3), 1, 0, 1, 1, True),
+    # 3x3 stride-1 convs with 16 or more channels take the Winograd F(2x2, 3x3) path: odd
+    # output sizes leave partial 2x2 tiles, padding 0, 1, 2 and asymmetric, one output pixel.
+    ("winograd_pad1_odd_width", (2, 16, 7, 5), (16, 16, 3, 3), 1, 1, 1, 1, True),
+    ("winograd_pad0_rect", (3, 16, 9, 6), (24, 16, 3, 3), 1, 0, 1, 1, False),
+    ("winograd_asym_pad_17ch", (1, 17, 6, 9), (20, 17, 3, 3), 1, (2, 0, 1, 2), 1, 1, True),
+    ("winograd_pad2_grows", (2, 16, 4, 3), (16, 16, 3, 3), 1, 2, 1, 1, False),
+    ("winograd_single_output", (2, 16, 3, 3), (18, 16, 3, 3), 1, 0, 1, 1, True),
+    ("winograd_pad3_uses_im2col", (1, 16, 3, 4), (16, 16, 3, 3), 1, 3, 1, 1, False),
 ]
 IDS = [c[0] for c in CASES]
 
@@ -141,7 +149,8 @@ def test_forward_and_backward_match_torch(rng, torch, case):
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if c[0] in (
-    "3x3_pad1", "depthwise_mult2", "pointwise_fast_path", "groups2", "stride2_pad1")],
+    "3x3_pad1", "depthwise_mult2", "pointwise_fast_path", "groups2", "stride2_pad1",
+    "winograd_pad1_odd_width")],
     ids=lambda c: c[0])
 def test_backward_weight_adds_into_gradients(rng, case):
     x, w, b, kw = make_case(rng, case)
@@ -158,6 +167,32 @@ def test_backward_weight_adds_into_gradients(rng, case):
     dw = start.copy()
     _C.conv2d_backward_weight(dy, x, dw, None, **kw)
     assert_close(dw, start + once_w)
+
+
+@pytest.mark.parametrize("shape", [(9, 16, 64, 64), (33, 64, 7, 7)], ids=["9x64x64", "33x7x7"])
+def test_winograd_batches_split_into_chunks_match_torch(rng, torch, shape):
+    """Batches too large for one chunk of transformed tiles: 8 images of 64x64 fit in a chunk,
+    32 of 7x7 with 64 channels; the remainder is a smaller last chunk."""
+    F = torch.nn.functional
+    c = shape[1]
+    x = f32(rng.standard_normal(shape))
+    w = f32(rng.standard_normal((c, c, 3, 3)) / np.sqrt(9 * c))
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    wt = torch.tensor(w, dtype=torch.float64, requires_grad=True)
+    yt = F.conv2d(xt, wt, padding=1)
+    dy = f32(rng.standard_normal(tuple(yt.shape)))
+    yt.backward(torch.tensor(dy, dtype=torch.float64))
+
+    def close(actual, expected):
+        # A weight-gradient entry sums up to 9 * 64 * 64 float32 products of either sign:
+        # its rounding error scales with the largest entry, not with itself.
+        assert_close(actual, expected, atol=1e-5 * np.abs(expected).max())
+
+    close(_C.conv2d_forward(x, w, padding=1), yt.detach().numpy())
+    close(_C.conv2d_backward_data(dy, w, x.shape, padding=1), xt.grad.numpy())
+    dw = np.zeros_like(w)
+    _C.conv2d_backward_weight(dy, x, dw, None, padding=1)
+    close(dw, wt.grad.numpy())
 
 
 def test_padding_forms_agree(rng):
