@@ -83,6 +83,15 @@ static void valid_range(int64_t off, int64_t stride, int64_t size, int64_t out, 
     *hi = b;
 }
 
+/* out[i] = in[2 * i]: the stride-2 rows of im2col, vectorised (a constant stride becomes
+ * shuffles; a variable one would not) */
+WT_VECTOR_CLONES
+static void copy_every_second(float *restrict out, const float *restrict in, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        out[i] = in[2 * i];
+    }
+}
+
 /* cols (channels*KH*KW, OH*OW) from x (channels, H, W), zeros where the window is padding. */
 static void im2col(float *cols, const float *x, int64_t channels, const conv2d_shape *s) {
     const int64_t kk = s->kh * s->kw, ohw = s->oh * s->ow, rows = channels * kk;
@@ -106,6 +115,8 @@ static void im2col(float *cols, const float *x, int64_t channels, const conv2d_s
             }
             if (s->stride_w == 1) {
                 memcpy(out + lo, row + lo + off_w, (size_t)(hi - lo) * sizeof(float));
+            } else if (s->stride_w == 2) {
+                copy_every_second(out + lo, row + 2 * lo + off_w, hi - lo);
             } else {
                 for (int64_t ow = lo; ow < hi; ow++) {
                     out[ow] = row[ow * s->stride_w + off_w];

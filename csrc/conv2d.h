@@ -1,7 +1,7 @@
 /* 2-D convolution, NCHW activations, OIHW weights (PyTorch layouts).
  * Four paths chosen from the shape: 1x1 stride-1 unpadded convs multiply the input
  * directly; depthwise convs (groups == C, OC a multiple of C) use a direct loop; 3x3
- * stride-1 convs with 16 or more channels use Winograd F(2x2, 3x3) (winograd.h); all
+ * stride-1 convs with 16 or more channels use Winograd F(4x4, 3x3) (winograd.h); all
  * others are im2col + sgemm as in darknet. */
 #ifndef WT_CONV2D_H
 #define WT_CONV2D_H

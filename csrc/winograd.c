@@ -1,12 +1,15 @@
-/* Winograd F(2x2, 3x3) convolution (Lavin and Gray 2016). With B, G, A the transform
- * matrices of F(2, 3), one 2x2 output tile of a correlation is
+/* Winograd F(4x4, 3x3) convolution (Lavin and Gray 2016). With B, G, A the transform
+ * matrices of F(4, 3) (interpolation points 0, 1, -1, 2, -2 and infinity), one 4x4 output
+ * tile of a correlation is
  *     y = A^T [ sum_c (G g_c G^T) . (B^T d_c B) ] A
- * over 4x4 input tiles d_c and 3x3 filters g_c; for each of the 16 positions of the 4x4
- * products the sum over channels is a matrix product, one sgemm per position for a whole
- * chunk of images. The data gradient is the same correlation of dy with the flipped,
- * transposed filters. The weight gradient of one tile, obtained by differentiating the
- * expression above, is G^T [ (A dy A^T) . (B^T d B) ] G: again 16 sgemms, summing over
- * tiles and images. */
+ * over 6x6 input tiles d_c and 3x3 filters g_c: 36 multiplications per tile and channel
+ * pair instead of 144. For each of the 36 positions of the 6x6 products the sum over
+ * channels is a matrix product, one sgemm per position for a whole chunk of images. The
+ * data gradient is the same correlation of dy with the flipped, transposed filters. The
+ * weight gradient of one tile, obtained by differentiating the expression above, is
+ * G^T [ (A dy A^T) . (B^T d B) ] G: again 36 sgemms, summing over tiles and images.
+ * Transforms run a tile row at a time: the 1-D transform down the rows of the tile row
+ * (elementwise along the row, vectorised), then across each tile, stored along the row. */
 #include "winograd.h"
 
 #include <limits.h>
@@ -15,21 +18,23 @@
 #include "blas.h"
 #include "threads.h"
 
-#define POSITIONS 16            /* entries of a transformed 4x4 tile */
+#define TILE 4                  /* output tile side */
+#define ALPHA 6                 /* input tile side: TILE + 3 - 1 */
+#define POSITIONS 36            /* entries of a transformed 6x6 tile */
 #define CHUNK_FLOATS (1 << 22)  /* transformed tiles of one chunk of images: 16 MB */
 #define MIN_CHANNELS 16         /* below this the transforms cost more than they save */
 
 /* One correlation out (N,OC,OH,OW) = in (N,C,H,W) zero-padded top/left, with 3x3 filters. */
 typedef struct {
     int64_t n, c, h, w, oc, oh, ow, pad_top, pad_left;
-    int64_t tiles_w, tiles;  /* 2x2 output tiles per row and per image */
+    int64_t tiles_w, tiles;  /* 4x4 output tiles per row and per image */
     int64_t images;          /* images per chunk */
 } plan;
 
 static plan make_plan(int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc, int64_t oh,
                       int64_t ow, int64_t pad_top, int64_t pad_left) {
-    plan p = {n, c, h, w, oc, oh, ow, pad_top, pad_left, (ow + 1) / 2, 0, 1};
-    p.tiles = (oh + 1) / 2 * p.tiles_w;
+    plan p = {n, c, h, w, oc, oh, ow, pad_top, pad_left, (ow + TILE - 1) / TILE, 0, 1};
+    p.tiles = (oh + TILE - 1) / TILE * p.tiles_w;
     const int64_t per_image = POSITIONS * (c + oc) * p.tiles;
     p.images = CHUNK_FLOATS / per_image;
     if (p.images > n) {
@@ -55,12 +60,16 @@ int winograd_applies(const conv2d_shape *s) {
     return s->kh == 3 && s->kw == 3 && s->stride_h == 1 && s->stride_w == 1 &&
            s->dilation_h == 1 && s->dilation_w == 1 && s->groups == 1 && s->pad_top <= 2 &&
            s->pad_left <= 2 && s->c >= MIN_CHANNELS && s->oc >= MIN_CHANNELS &&
-           (s->h + 1) * (s->w + 1) < INT_MAX && (s->oh + 1) * (s->ow + 1) < INT_MAX;
+           (s->h + 3) * (s->w + 3) < INT_MAX && (s->oh + 3) * (s->ow + 3) < INT_MAX;
 }
 
-/* Floats of per-thread scratch: four transformed input rows and one row of zeros. */
+/* Floats of per-thread scratch: six transformed input rows, a row of zeros and a split row;
+ * four output rows and 40 rows of partial transforms; four output-gradient rows, their six
+ * transformed rows and a split row; or 27 rows of filter taps (of C, or of 64 filters). */
 static int64_t row_scratch(const plan *p) {
-    return 4 * (2 * p->tiles_w + 2) + p->w;
+    const int64_t rows = 14 * TILE * p->tiles_w + 20 + p->w;
+    const int64_t taps = 27 * (p->c > 64 ? p->c : 64);
+    return rows > taps ? rows : taps;
 }
 
 /* Transformed filters (or their gradient), one chunk's transformed inputs and outputs, and
@@ -71,161 +80,240 @@ static size_t plan_floats(const plan *p, int nthreads) {
            (size_t)nthreads * (size_t)row_scratch(p);
 }
 
+/* The per-thread scratch, after the filters and one chunk's transformed tiles. */
+static float *scratch_of(float *workspace, const plan *p) {
+    return workspace + POSITIONS * (p->c * p->oc + (p->c + p->oc) * p->images * p->tiles);
+}
+
 size_t winograd_workspace_size(const conv2d_shape *s, int nthreads) {
     plan f = forward_plan(s), b = backward_data_plan(s);
     size_t a = plan_floats(&f, nthreads), d = plan_floats(&b, nthreads);
     return a > d ? a : d;
 }
 
-/* u (4x4) = G g G^T for a 3x3 filter g */
-static void filter_tile(float u[16], const float g[9]) {
-    float t[12];
-    for (int j = 0; j < 3; j++) {
-        t[j] = g[j];
-        t[3 + j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
-        t[6 + j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
-        t[9 + j] = g[6 + j];
-    }
-    for (int i = 0; i < 4; i++) {
-        const float *r = t + 3 * i;
-        u[4 * i] = r[0];
-        u[4 * i + 1] = 0.5f * (r[0] + r[1] + r[2]);
-        u[4 * i + 2] = 0.5f * (r[0] - r[1] + r[2]);
-        u[4 * i + 3] = r[2];
-    }
+/* The 1-D transforms, each on one line of a tile: B^T d (6 -> 6), G g (3 -> 6),
+ * A^T m (6 -> 4), A e (4 -> 6) and G^T m (6 -> 3). */
+static inline void input_1d(float t[6], float d0, float d1, float d2, float d3, float d4,
+                            float d5) {
+    t[0] = 4.0f * d0 - 5.0f * d2 + d4;
+    t[1] = d3 + d4 - 4.0f * (d1 + d2);
+    t[2] = d4 - d3 + 4.0f * (d1 - d2);
+    t[3] = d4 - d2 + 2.0f * (d3 - d1);
+    t[4] = d4 - d2 + 2.0f * (d1 - d3);
+    t[5] = 4.0f * d1 - 5.0f * d3 + d5;
 }
 
-/* dg (3x3) += G^T m G */
-static void add_weight_tile(float dg[9], const float m[16]) {
-    float t[12];
-    for (int j = 0; j < 4; j++) {
-        t[j] = m[j] + 0.5f * (m[4 + j] + m[8 + j]);
-        t[4 + j] = 0.5f * (m[4 + j] - m[8 + j]);
-        t[8 + j] = 0.5f * (m[4 + j] + m[8 + j]) + m[12 + j];
-    }
-    for (int i = 0; i < 3; i++) {
-        const float *r = t + 4 * i;
-        dg[3 * i] += r[0] + 0.5f * (r[1] + r[2]);
-        dg[3 * i + 1] += 0.5f * (r[1] - r[2]);
-        dg[3 * i + 2] += 0.5f * (r[1] + r[2]) + r[3];
-    }
+static inline void filter_1d(float t[6], float g0, float g1, float g2) {
+    t[0] = 0.25f * g0;
+    t[1] = -(g0 + g1 + g2) / 6.0f;
+    t[2] = -(g0 - g1 + g2) / 6.0f;
+    t[3] = g0 / 24.0f + g1 / 12.0f + g2 / 6.0f;
+    t[4] = g0 / 24.0f - g1 / 12.0f + g2 / 6.0f;
+    t[5] = g2;
 }
 
-/* u (16, out_c, in_c): transformed filters. w is (OC,C,3,3); the data gradient correlates
- * with filter (ci, co) = w[co][ci] rotated by 180 degrees. */
-static void transform_filters(float *u, const float *w, int64_t out_c, int64_t in_c,
-                              int rotate, int nthreads) {
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-    for (int64_t o = 0; o < out_c; o++) {
-        float g[9], t[16];
-        for (int64_t i = 0; i < in_c; i++) {
-            const float *src = rotate ? w + (i * out_c + o) * 9 : w + (o * in_c + i) * 9;
-            for (int k = 0; k < 9; k++) {
-                g[k] = rotate ? src[8 - k] : src[k];
-            }
-            filter_tile(t, g);
-            for (int xi = 0; xi < POSITIONS; xi++) {
-                u[(xi * out_c + o) * in_c + i] = t[xi];
-            }
-        }
-    }
+static inline void output_1d(float y[4], float m0, float m1, float m2, float m3, float m4,
+                             float m5) {
+    const float a = m1 + m2, b = m1 - m2, c = m3 + m4, d = m3 - m4;
+    y[0] = m0 + a + c;
+    y[1] = b + 2.0f * d;
+    y[2] = a + 4.0f * c;
+    y[3] = b + 8.0f * d + m5;
 }
 
-/* Down the four input rows of a tile row: t = B^T d, elementwise along the row. */
+static inline void gradient_1d(float t[6], float e0, float e1, float e2, float e3) {
+    const float even = e0 + e2, odd = e1 + e3;
+    const float even2 = e0 + 4.0f * e2, odd2 = 2.0f * e1 + 8.0f * e3;
+    t[0] = e0;
+    t[1] = even + odd;
+    t[2] = even - odd;
+    t[3] = even2 + odd2;
+    t[4] = even2 - odd2;
+    t[5] = e3;
+}
+
+static inline void weight_1d(float w[3], float m0, float m1, float m2, float m3, float m4,
+                             float m5) {
+    w[0] = 0.25f * m0 - (m1 + m2) / 6.0f + (m3 + m4) / 24.0f;
+    w[1] = (m2 - m1) / 6.0f + (m3 - m4) / 12.0f;
+    w[2] = (m3 + m4 - m1 - m2) / 6.0f + m5;
+}
+
+/* The 1-D transforms applied elementwise to whole rows: o[] = B^T a[] (6 -> 6),
+ * A^T a[] (6 -> 4) and A a[] (4 -> 6). Each row is contiguous, so the loops vectorise. */
 WT_VECTOR_CLONES
-static void input_columns(float *restrict t0, float *restrict t1, float *restrict t2,
-                          float *restrict t3, const float *restrict d0,
-                          const float *restrict d1, const float *restrict d2,
-                          const float *restrict d3, int64_t n) {
+static void input_lines(float *restrict o0, float *restrict o1, float *restrict o2,
+                        float *restrict o3, float *restrict o4, float *restrict o5,
+                        const float *restrict a0, const float *restrict a1,
+                        const float *restrict a2, const float *restrict a3,
+                        const float *restrict a4, const float *restrict a5, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
-        t0[i] = d0[i] - d2[i];
-        t1[i] = d1[i] + d2[i];
-        t2[i] = d2[i] - d1[i];
-        t3[i] = d1[i] - d3[i];
+        float v[6];
+        input_1d(v, a0[i], a1[i], a2[i], a3[i], a4[i], a5[i]);
+        o0[i] = v[0];
+        o1[i] = v[1];
+        o2[i] = v[2];
+        o3[i] = v[3];
+        o4[i] = v[4];
+        o5[i] = v[5];
     }
 }
 
-/* Across one row of t = B^T d: (t B) for every tile of the row, stored along the row. */
 WT_VECTOR_CLONES
-static void input_rows(float *restrict v0, float *restrict v1, float *restrict v2,
-                       float *restrict v3, const float *restrict t, int64_t tiles) {
-    for (int64_t i = 0; i < tiles; i++) {
-        const float a = t[2 * i], b = t[2 * i + 1], c = t[2 * i + 2], d = t[2 * i + 3];
-        v0[i] = a - c;
-        v1[i] = b + c;
-        v2[i] = c - b;
-        v3[i] = b - d;
+static void output_lines(float *restrict o0, float *restrict o1, float *restrict o2,
+                         float *restrict o3, const float *restrict a0,
+                         const float *restrict a1, const float *restrict a2,
+                         const float *restrict a3, const float *restrict a4,
+                         const float *restrict a5, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float v[4];
+        output_1d(v, a0[i], a1[i], a2[i], a3[i], a4[i], a5[i]);
+        o0[i] = v[0];
+        o1[i] = v[1];
+        o2[i] = v[2];
+        o3[i] = v[3];
     }
 }
 
-/* v (16, C, ldv): B^T d B for every input tile of `images` images, column = image * tiles +
- * tile row * tiles_w + tile column, a tile row at a time. */
+WT_VECTOR_CLONES
+static void gradient_lines(float *restrict o0, float *restrict o1, float *restrict o2,
+                           float *restrict o3, float *restrict o4, float *restrict o5,
+                           const float *restrict a0, const float *restrict a1,
+                           const float *restrict a2, const float *restrict a3, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float v[6];
+        gradient_1d(v, a0[i], a1[i], a2[i], a3[i]);
+        o0[i] = v[0];
+        o1[i] = v[1];
+        o2[i] = v[2];
+        o3[i] = v[3];
+        o4[i] = v[4];
+        o5[i] = v[5];
+    }
+}
+
+WT_VECTOR_CLONES
+static void filter_lines(float *restrict o0, float *restrict o1, float *restrict o2,
+                         float *restrict o3, float *restrict o4, float *restrict o5,
+                         const float *restrict a0, const float *restrict a1,
+                         const float *restrict a2, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float v[6];
+        filter_1d(v, a0[i], a1[i], a2[i]);
+        o0[i] = v[0];
+        o1[i] = v[1];
+        o2[i] = v[2];
+        o3[i] = v[3];
+        o4[i] = v[4];
+        o5[i] = v[5];
+    }
+}
+
+WT_VECTOR_CLONES
+static void weight_lines(float *restrict o0, float *restrict o1, float *restrict o2,
+                         const float *restrict a0, const float *restrict a1,
+                         const float *restrict a2, const float *restrict a3,
+                         const float *restrict a4, const float *restrict a5, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float v[3];
+        weight_1d(v, a0[i], a1[i], a2[i], a3[i], a4[i], a5[i]);
+        o0[i] = v[0];
+        o1[i] = v[1];
+        o2[i] = v[2];
+    }
+}
+
+/* q[k * (tiles + 1) + i] = t[4i + k]: a row split by tile so that tile i's window
+ * t[4i .. 4i+5] is q0[i], q1[i], q2[i], q3[i], q0[i+1], q1[i+1]. */
+WT_VECTOR_CLONES
+static void split_row(float *restrict q, const float *restrict t, int64_t tiles) {
+    const int64_t ld = tiles + 1;
+    for (int64_t i = 0; i <= tiles; i++) {
+        q[i] = t[TILE * i];
+        q[ld + i] = t[TILE * i + 1];
+        q[2 * ld + i] = t[TILE * i + 2];
+        q[3 * ld + i] = t[TILE * i + 3];
+    }
+}
+
+/* v (36, C, ldv): B^T d B for every input tile of `images` images, column = image * tiles +
+ * tile row * tiles_w + tile column. */
 static void transform_inputs(float *v, int64_t ldv, float *scratch, const float *x,
                              int64_t images, const plan *p, int nthreads) {
-    const int64_t width = 2 * p->tiles_w + 2, ldp = p->c * ldv;
+    const int64_t width = TILE * p->tiles_w + 2, ldp = p->c * ldv;
     const int64_t lo = p->pad_left, hi = p->pad_left + p->w < width ? p->pad_left + p->w : width;
 #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (int64_t ic = 0; ic < images * p->c; ic++) {
         const int64_t img = ic / p->c, c = ic % p->c;
         const float *xc = x + ic * p->h * p->w;
-        float *t = scratch + wt_thread_id() * row_scratch(p), *zero = t + 4 * width;
+        float *t = scratch + wt_thread_id() * row_scratch(p), *zero = t + ALPHA * width;
+        float *q = zero + p->w;
         memset(zero, 0, (size_t)p->w * sizeof(float));
+        for (int k = 0; k < ALPHA; k++) {
+            memset(t + k * width, 0, (size_t)lo * sizeof(float));
+            memset(t + k * width + hi, 0, (size_t)(width - hi) * sizeof(float));
+        }
         for (int64_t r = 0; r < p->tiles / p->tiles_w; r++) {
-            const float *d[4];
-            for (int i = 0; i < 4; i++) {
-                const int64_t row = 2 * r - p->pad_top + i;
-                d[i] = (row >= 0 && row < p->h ? xc + row * p->w : zero) - lo;
+            const float *d[6];
+            for (int i = 0; i < ALPHA; i++) {
+                const int64_t row = TILE * r - p->pad_top + i;
+                d[i] = row >= 0 && row < p->h ? xc + row * p->w : zero;
             }
-            for (int k = 0; k < 4; k++) {
-                memset(t + k * width, 0, (size_t)lo * sizeof(float));
-                memset(t + k * width + hi, 0, (size_t)(width - hi) * sizeof(float));
-            }
-            input_columns(t + lo, t + width + lo, t + 2 * width + lo, t + 3 * width + lo,
-                          d[0] + lo, d[1] + lo, d[2] + lo, d[3] + lo, hi - lo);
+            input_lines(t + lo, t + width + lo, t + 2 * width + lo, t + 3 * width + lo,
+                        t + 4 * width + lo, t + 5 * width + lo, d[0], d[1], d[2], d[3], d[4],
+                        d[5], hi - lo);
             float *dst = v + c * ldv + img * p->tiles + r * p->tiles_w;
-            for (int k = 0; k < 4; k++) {
-                float *row = dst + 4 * k * ldp;
-                input_rows(row, row + ldp, row + 2 * ldp, row + 3 * ldp, t + k * width,
-                           p->tiles_w);
+            const int64_t tw = p->tiles_w, ld = tw + 1;
+            for (int k = 0; k < ALPHA; k++) {
+                float *o = dst + ALPHA * k * ldp;
+                split_row(q, t + k * width, tw);
+                input_lines(o, o + ldp, o + 2 * ldp, o + 3 * ldp, o + 4 * ldp, o + 5 * ldp, q,
+                            q + ld, q + 2 * ld, q + 3 * ld, q + 1, q + ld + 1, tw);
             }
         }
     }
 }
 
-/* One tile row of outputs: y = A^T m A for every tile, m (16 positions, ldm apart), into two
- * output rows of 2 * tiles floats. */
-WT_VECTOR_CLONES
-static void output_row(float *restrict y0, float *restrict y1, const float *restrict m,
-                       int64_t ldm, int64_t tiles) {
-    for (int64_t i = 0; i < tiles; i++) {
-        float t0[4], t1[4];
-        for (int j = 0; j < 4; j++) {
-            const float a = m[j * ldm + i], b = m[(4 + j) * ldm + i];
-            const float c = m[(8 + j) * ldm + i], d = m[(12 + j) * ldm + i];
-            t0[j] = a + b + c;
-            t1[j] = b - c - d;
+/* One tile row of outputs: y = A^T m A for every tile, m's position j of tile i at
+ * m[j * ldm + i], into four output rows y[r * width + 4i + c]: A^T down the columns of the
+ * tiles into s (24 rows of tiles), A^T across into q (16 rows), then interleaved. */
+static void output_rows(float *y, int64_t width, float *s, const float *m, int64_t ldm,
+                        int64_t tiles) {
+    float *q = s + 24 * tiles;
+    for (int j = 0; j < ALPHA; j++) {
+        const float *a = m + j * ldm;
+        output_lines(s + j * tiles, s + (6 + j) * tiles, s + (12 + j) * tiles,
+                     s + (18 + j) * tiles, a, a + 6 * ldm, a + 12 * ldm, a + 18 * ldm,
+                     a + 24 * ldm, a + 30 * ldm, tiles);
+    }
+    for (int r = 0; r < TILE; r++) {
+        const float *a = s + 6 * r * tiles;
+        float *o = q + TILE * r * tiles;
+        output_lines(o, o + tiles, o + 2 * tiles, o + 3 * tiles, a, a + tiles, a + 2 * tiles,
+                     a + 3 * tiles, a + 4 * tiles, a + 5 * tiles, tiles);
+        float *dst = y + r * width;
+        for (int64_t i = 0; i < tiles; i++) {
+            for (int c = 0; c < TILE; c++) {
+                dst[TILE * i + c] = o[c * tiles + i];
+            }
         }
-        y0[2 * i] = t0[0] + t0[1] + t0[2];
-        y0[2 * i + 1] = t0[1] - t0[2] - t0[3];
-        y1[2 * i] = t1[0] + t1[1] + t1[2];
-        y1[2 * i + 1] = t1[1] - t1[2] - t1[3];
     }
 }
 
-/* out (images, OC, OH, OW) = (or +=) the inverse transform of m (16, OC, ldm) */
+/* out (images, OC, OH, OW) = (or +=) the inverse transform of m (36, OC, ldm) */
 static void transform_outputs(float *out, int accumulate, float *scratch, const float *m,
                               int64_t ldm, int64_t images, const plan *p, int nthreads) {
-    const int64_t ldp = p->oc * ldm, width = 2 * p->tiles_w;
+    const int64_t ldp = p->oc * ldm, width = TILE * p->tiles_w;
 #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (int64_t io = 0; io < images * p->oc; io++) {
         const int64_t img = io / p->oc, o = io % p->oc;
         float *yc = out + io * p->oh * p->ow;
         float *y = scratch + wt_thread_id() * row_scratch(p);
         for (int64_t r = 0; r < p->tiles / p->tiles_w; r++) {
-            output_row(y, y + width, m + o * ldm + img * p->tiles + r * p->tiles_w, ldp,
-                       p->tiles_w);
-            for (int i = 0; i < 2 && 2 * r + i < p->oh; i++) {
-                float *dst = yc + (2 * r + i) * p->ow;
+            output_rows(y, width, y + TILE * width, m + o * ldm + img * p->tiles +
+                        r * p->tiles_w, ldp, p->tiles_w);
+            for (int i = 0; i < TILE && TILE * r + i < p->oh; i++) {
+                float *dst = yc + (TILE * r + i) * p->ow;
                 const float *src = y + i * width;
                 if (accumulate) {
                     for (int64_t j = 0; j < p->ow; j++) {
@@ -239,43 +327,92 @@ static void transform_outputs(float *out, int accumulate, float *scratch, const 
     }
 }
 
-/* One tile row of output-gradient tiles: e = A g A^T for the 2x2 tiles of rows g0, g1. */
-WT_VECTOR_CLONES
-static void gradient_row(float *restrict e, int64_t lde, const float *restrict g0,
-                         const float *restrict g1, int64_t tiles) {
-    for (int64_t i = 0; i < tiles; i++) {
-        const float a = g0[2 * i], b = g0[2 * i + 1], c = g1[2 * i], d = g1[2 * i + 1];
-        const float t[8] = {a, b, a + c, b + d, a - c, b - d, -c, -d};
-        for (int k = 0; k < 4; k++) {
-            e[4 * k * lde + i] = t[2 * k];
-            e[(4 * k + 1) * lde + i] = t[2 * k] + t[2 * k + 1];
-            e[(4 * k + 2) * lde + i] = t[2 * k] - t[2 * k + 1];
-            e[(4 * k + 3) * lde + i] = -t[2 * k + 1];
-        }
-    }
-}
-
-/* e (16, OC, lde): transformed output-gradient tiles */
+/* e (36, OC, lde): A g A^T for every 4x4 output-gradient tile, zero beyond OH, OW */
 static void transform_gradients(float *e, int64_t lde, float *scratch, const float *dy,
                                 int64_t images, const plan *p, int nthreads) {
-    const int64_t width = 2 * p->tiles_w;
+    const int64_t width = TILE * p->tiles_w, ldp = p->oc * lde;
 #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (int64_t io = 0; io < images * p->oc; io++) {
         const int64_t img = io / p->oc, o = io % p->oc;
         const float *dyc = dy + io * p->oh * p->ow;
-        float *g = scratch + wt_thread_id() * row_scratch(p);
-        memset(g, 0, (size_t)(2 * width) * sizeof(float));
+        float *g = scratch + wt_thread_id() * row_scratch(p), *t = g + TILE * width;
+        float *q = t + ALPHA * width;
+        memset(g, 0, (size_t)(TILE * width) * sizeof(float));
         for (int64_t r = 0; r < p->tiles / p->tiles_w; r++) {
-            for (int i = 0; i < 2; i++) {
-                if (2 * r + i < p->oh) {
-                    memcpy(g + i * width, dyc + (2 * r + i) * p->ow,
-                           (size_t)p->ow * sizeof(float));
+            for (int i = 0; i < TILE; i++) {
+                float *row = g + i * width;
+                if (TILE * r + i < p->oh) {
+                    memcpy(row, dyc + (TILE * r + i) * p->ow, (size_t)p->ow * sizeof(float));
                 } else {
-                    memset(g + i * width, 0, (size_t)p->ow * sizeof(float));
+                    memset(row, 0, (size_t)p->ow * sizeof(float));
                 }
             }
-            gradient_row(e + o * lde + img * p->tiles + r * p->tiles_w, p->oc * lde, g,
-                         g + width, p->tiles_w);
+            gradient_lines(t, t + width, t + 2 * width, t + 3 * width, t + 4 * width,
+                           t + 5 * width, g, g + width, g + 2 * width, g + 3 * width, width);
+            float *dst = e + o * lde + img * p->tiles + r * p->tiles_w;
+            const int64_t tw = p->tiles_w, ld = tw + 1;
+            for (int k = 0; k < ALPHA; k++) {
+                float *out = dst + ALPHA * k * ldp;
+                split_row(q, t + k * width, tw);
+                gradient_lines(out, out + ldp, out + 2 * ldp, out + 3 * ldp, out + 4 * ldp,
+                               out + 5 * ldp, q, q + ld, q + 2 * ld, q + 3 * ld, tw);
+            }
+        }
+    }
+}
+
+/* u (36, out_c, in_c): G g G^T for every filter. w is (OC,C,3,3); the data gradient
+ * correlates with filter (o, i) = w[i][o] rotated by 180 degrees. For each o the filters
+ * are first laid out as 9 rows of in_c taps so that both 1-D passes vectorise. */
+static void transform_filters(float *u, float *scratch, int64_t stride, const float *w,
+                              int64_t out_c, int64_t in_c, int rotate, int nthreads) {
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int64_t o = 0; o < out_c; o++) {
+        float *g = scratch + wt_thread_id() * stride, *t = g + 9 * in_c;
+        for (int64_t i = 0; i < in_c; i++) {
+            const float *src = rotate ? w + (i * out_c + o) * 9 : w + (o * in_c + i) * 9;
+            for (int k = 0; k < 9; k++) {
+                g[k * in_c + i] = rotate ? src[8 - k] : src[k];
+            }
+        }
+        for (int j = 0; j < 3; j++) {
+            float *r = t + 6 * j * in_c;
+            filter_lines(r, r + in_c, r + 2 * in_c, r + 3 * in_c, r + 4 * in_c, r + 5 * in_c,
+                         g + j * in_c, g + (3 + j) * in_c, g + (6 + j) * in_c, in_c);
+        }
+        const int64_t ldp = out_c * in_c;
+        for (int a = 0; a < ALPHA; a++) {
+            float *r = u + 6 * a * ldp + o * in_c;
+            filter_lines(r, r + ldp, r + 2 * ldp, r + 3 * ldp, r + 4 * ldp, r + 5 * ldp,
+                         t + a * in_c, t + (6 + a) * in_c, t + (12 + a) * in_c, in_c);
+        }
+    }
+}
+
+/* dw (OC,C,3,3) += G^T m G for the 6x6 gradients in acc (36, OC*C), BLOCK filters at a
+ * time: both 1-D passes along rows of filters, then the 9 taps scattered into dw. */
+static void add_weight_gradients(float *dw, float *scratch, int64_t stride, const float *acc,
+                                 int64_t filters, int nthreads) {
+    enum { BLOCK = 64 };
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int64_t f0 = 0; f0 < filters; f0 += BLOCK) {
+        const int64_t n = filters - f0 < BLOCK ? filters - f0 : BLOCK;
+        float *t = scratch + wt_thread_id() * stride, *r = t + 18 * BLOCK;
+        for (int j = 0; j < ALPHA; j++) {
+            const float *a = acc + j * filters + f0;
+            weight_lines(t + j * BLOCK, t + (6 + j) * BLOCK, t + (12 + j) * BLOCK, a,
+                         a + 6 * filters, a + 12 * filters, a + 18 * filters, a + 24 * filters,
+                         a + 30 * filters, n);
+        }
+        for (int i = 0; i < 3; i++) {
+            const float *a = t + 6 * i * BLOCK;
+            weight_lines(r + 3 * i * BLOCK, r + (3 * i + 1) * BLOCK, r + (3 * i + 2) * BLOCK, a,
+                         a + BLOCK, a + 2 * BLOCK, a + 3 * BLOCK, a + 4 * BLOCK, a + 5 * BLOCK, n);
+        }
+        for (int64_t f = 0; f < n; f++) {
+            for (int k = 0; k < 9; k++) {
+                dw[(f0 + f) * 9 + k] += r[k * BLOCK + f];
+            }
         }
     }
 }
@@ -286,7 +423,7 @@ static void correlate(float *out, int accumulate, float *ws, const float *in, co
     const float *u = ws;
     float *v = ws + POSITIONS * p->c * p->oc;
     float *m = v + POSITIONS * p->c * p->images * p->tiles;
-    float *scratch = m + POSITIONS * p->oc * p->images * p->tiles;
+    float *scratch = scratch_of(ws, p);
     for (int64_t n0 = 0; n0 < p->n; n0 += p->images) {
         const int64_t images = p->n - n0 < p->images ? p->n - n0 : p->images;
         const int64_t cols = images * p->tiles;
@@ -306,14 +443,16 @@ static void correlate(float *out, int accumulate, float *ws, const float *in, co
 void winograd_forward(float *y, float *workspace, const float *x, const float *w,
                       const conv2d_shape *s, int nthreads) {
     plan p = forward_plan(s);
-    transform_filters(workspace, w, s->oc, s->c, 0, nthreads);
+    transform_filters(workspace, scratch_of(workspace, &p), row_scratch(&p), w, s->oc, s->c, 0,
+                      nthreads);
     correlate(y, 0, workspace, x, &p, nthreads);
 }
 
 void winograd_backward_data(float *dx, float *workspace, const float *dy, const float *w,
                             const conv2d_shape *s, int nthreads) {
     plan p = backward_data_plan(s);
-    transform_filters(workspace, w, s->c, s->oc, 1, nthreads);
+    transform_filters(workspace, scratch_of(workspace, &p), row_scratch(&p), w, s->c, s->oc, 1,
+                      nthreads);
     correlate(dx, 1, workspace, dy, &p, nthreads);
 }
 
@@ -328,7 +467,7 @@ void winograd_backward_weight(float *dw, float *workspace, const float *dy, cons
     float *acc = workspace;
     float *v = acc + POSITIONS * p.c * p.oc;
     float *e = v + POSITIONS * p.c * p.images * p.tiles;
-    float *scratch = e + POSITIONS * p.oc * p.images * p.tiles;
+    float *scratch = scratch_of(workspace, &p);
     for (int64_t n0 = 0; n0 < p.n; n0 += p.images) {
         const int64_t images = p.n - n0 < p.images ? p.n - n0 : p.images;
         const int64_t cols = images * p.tiles;
@@ -343,12 +482,5 @@ void winograd_backward_weight(float *dw, float *workspace, const float *dy, cons
                                  acc + xi * p.oc * p.c, (int)p.c);
         }
     }
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-    for (int64_t oi = 0; oi < p.oc * p.c; oi++) {
-        float t[16];
-        for (int xi = 0; xi < POSITIONS; xi++) {
-            t[xi] = acc[xi * p.oc * p.c + oi];
-        }
-        add_weight_tile(dw + oi * 9, t);
-    }
+    add_weight_gradients(dw, scratch, row_scratch(&p), acc, p.oc * p.c, nthreads);
 }
