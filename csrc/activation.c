@@ -19,7 +19,7 @@ wt_status clamp_backward(float *dx, const float *dy, const float *y, int64_t n, 
         float g = dy[i];
         g = v > 0.0f ? g : 0.0f;
         g = v < cap ? g : 0.0f;
-        dx[i] += g;
+        dx[i] = g;
     }
     return WT_OK;
 }

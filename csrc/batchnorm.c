@@ -111,7 +111,7 @@ wt_status batchnorm2d_backward(float *dx, float *dweight, float *dbias, const fl
             const float *dyc = dy + (ni * c + ci) * hw;
             float *dxc = dx + (ni * c + ci) * hw;
             for (int64_t i = 0; i < hw; i++) {
-                dxc[i] += scale * (dyc[i] - mean_dy - (xc[i] - m) * k);
+                dxc[i] = scale * (dyc[i] - mean_dy - (xc[i] - m) * k);
             }
         }
     }

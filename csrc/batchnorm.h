@@ -19,7 +19,7 @@ wt_status batchnorm2d_forward_eval(float *y, const float *x, const float *runnin
                                    const float *bias, int64_t n, int64_t c, int64_t hw,
                                    float eps);
 
-/* dx (N,C,H,W) += input gradient, or skipped if dx is NULL; dweight, dbias (C) += their
+/* dx (N,C,H,W) = input gradient (overwritten), or skipped if dx is NULL; dweight, dbias (C) += their
  * gradients, each skipped if NULL. mean and invstd (C) are the saved batch statistics when
  * training is 1, or the running mean and 1/sqrt(running_var + eps) when training is 0 (then
  * the statistics are constants and dx = dy * weight * invstd). */

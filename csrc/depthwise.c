@@ -1,7 +1,10 @@
 /* Depthwise convolution (groups == C, OC = C * mult): a direct loop per plane. Each input
  * plane is first copied into a zero-padded buffer split into `stride_w` column phases
  * (phase q holds padded columns q, q + stride, ...), so every tap of every output row reads a
- * contiguous run with no bounds checks, and the inner loops vectorise for any stride. */
+ * contiguous run with no bounds checks. Output rows are then laid out with the buffer's
+ * pitch (stride_h buffer rows per output row, the columns past OW unused), which makes each
+ * tap one long contiguous loop over the whole plane: a vectorised axpy or dot product
+ * instead of a short loop per row and tap. */
 #include "depthwise.h"
 
 #include <string.h>
@@ -27,10 +30,18 @@ static size_t plane_size(const conv2d_shape *s) {
     return (size_t)(span_h(s) * s->stride_w * phase_w(s));
 }
 
-/* Per thread: the padded plane, then one row of partial sums per kernel tap (weight
- * gradient). */
+/* Output row pitch in the flat layout, and the floats it spans for the whole plane. */
+static int64_t pitch(const conv2d_shape *s) {
+    return s->stride_h * phase_w(s);
+}
+
+static int64_t flat_size(const conv2d_shape *s) {
+    return (s->oh - 1) * pitch(s) + s->ow;
+}
+
+/* Per thread: the padded plane, then one plane in the flat layout. */
 static size_t thread_size(const conv2d_shape *s) {
-    return plane_size(s) + (size_t)(s->kh * s->kw * s->ow);
+    return plane_size(s) + (size_t)flat_size(s);
 }
 
 size_t depthwise_workspace_size(const conv2d_shape *s, int nthreads) {
@@ -100,91 +111,56 @@ static void unpad_plane_add(float *dx, const float *buf, const conv2d_shape *s) 
     }
 }
 
-/* Offsets in the phase-split buffer of padded row 0 at each kernel column's first tap. */
-static void tap_offsets(int64_t *off, const conv2d_shape *s) {
-    const int64_t rows = span_h(s), pw = phase_w(s);
-    for (int64_t kj = 0; kj < s->kw; kj++) {
-        const int64_t c = kj * s->dilation_w;
-        off[kj] = (c % s->stride_w) * rows * pw + c / s->stride_w;
+/* Offset in the phase-split buffer of tap t's input for output (0, 0). */
+static int64_t tap_offset(const conv2d_shape *s, int64_t t) {
+    const int64_t pw = phase_w(s), c = t % s->kw * s->dilation_w;
+    return (c % s->stride_w) * span_h(s) * pw + c / s->stride_w + t / s->kw * s->dilation_h * pw;
+}
+
+/* y[i] += a * x[i] */
+WT_VECTOR_CLONES static void axpy(float *restrict y, const float *restrict x, float a,
+                                  int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        y[i] += a * x[i];
     }
 }
 
-/* y (OH, OW) = bias + sum over taps of w[tap] * the padded input shifted by the tap. */
-WT_VECTOR_CLONES static void forward_plane(float *y, const float *buf, const float *w, float bias,
-                          const int64_t *off, const conv2d_shape *s) {
-    const int64_t ow = s->ow, pw = phase_w(s);
-    for (int64_t oh = 0; oh < s->oh; oh++) {
-        float *yr = y + oh * ow;
-        for (int64_t j = 0; j < ow; j++) {
-            yr[j] = bias;
-        }
-        for (int64_t ki = 0; ki < s->kh; ki++) {
-            const float *row = buf + (oh * s->stride_h + ki * s->dilation_h) * pw;
-            for (int64_t kj = 0; kj < s->kw; kj++) {
-                const float wv = w[ki * s->kw + kj];
-                const float *src = row + off[kj];
-                for (int64_t j = 0; j < ow; j++) {
-                    yr[j] += wv * src[j];
-                }
-            }
-        }
-    }
+WT_VECTOR_CLONES static double dot(const float *a, const float *b, int64_t n) {
+    return wt_dot_shifted(a, b, 0.0f, n);
 }
 
-/* buf (padded, phase-split) += the transposed convolution of dy (OH, OW). */
-WT_VECTOR_CLONES static void backward_data_plane(float *buf, const float *dy, const float *w,
-                                const int64_t *off, const conv2d_shape *s) {
-    const int64_t ow = s->ow, pw = phase_w(s);
+/* flat (flat layout) = dy (OH, OW), zeros in the unused columns */
+static void to_flat(float *flat, const float *dy, const conv2d_shape *s) {
+    const int64_t ld = pitch(s);
+    memset(flat, 0, (size_t)flat_size(s) * sizeof(float));
     for (int64_t oh = 0; oh < s->oh; oh++) {
-        const float *g = dy + oh * ow;
-        for (int64_t ki = 0; ki < s->kh; ki++) {
-            float *row = buf + (oh * s->stride_h + ki * s->dilation_h) * pw;
-            for (int64_t kj = 0; kj < s->kw; kj++) {
-                const float wv = w[ki * s->kw + kj];
-                float *dst = row + off[kj];
-                for (int64_t j = 0; j < ow; j++) {
-                    dst[j] += wv * g[j];
-                }
-            }
-        }
-    }
-}
-
-/* acc (KH*KW, OW) += per-position products of dy (OH, OW) with the padded input, summed
- * over rows; the caller reduces each tap's row once per plane. Same loop shape as forward,
- * so it vectorises however short the rows are. */
-WT_VECTOR_CLONES static void backward_weight_plane(float *acc, const float *buf, const float *dy,
-                                                   const int64_t *off, const conv2d_shape *s) {
-    const int64_t ow = s->ow, pw = phase_w(s);
-    for (int64_t oh = 0; oh < s->oh; oh++) {
-        const float *g = dy + oh * ow;
-        for (int64_t ki = 0; ki < s->kh; ki++) {
-            const float *row = buf + (oh * s->stride_h + ki * s->dilation_h) * pw;
-            for (int64_t kj = 0; kj < s->kw; kj++) {
-                const float *src = row + off[kj];
-                float *a = acc + (ki * s->kw + kj) * ow;
-                for (int64_t j = 0; j < ow; j++) {
-                    a[j] += g[j] * src[j];
-                }
-            }
-        }
+        memcpy(flat + oh * ld, dy + oh * s->ow, (size_t)s->ow * sizeof(float));
     }
 }
 
 void depthwise_forward(float *y, float *workspace, const float *x, const float *w,
                        const float *bias, const conv2d_shape *s, int nthreads) {
     const int64_t mult = s->oc / s->c, ohw = s->oh * s->ow, kk = s->kh * s->kw;
+    const int64_t flat = flat_size(s), ld = pitch(s);
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (s->n * s->c * ohw * kk * mult > WT_PARALLEL_MIN)
     for (int64_t p = 0; p < s->n * s->c; p++) {
         float *buf = workspace + (size_t)wt_thread_id() * thread_size(s);
+        float *acc = buf + plane_size(s);
         const int64_t ni = p / s->c, ci = p % s->c;
-        int64_t off[s->kw];
-        tap_offsets(off, s);
         pad_plane(buf, x + p * s->h * s->w, s);
         for (int64_t m = 0; m < mult; m++) {
             const int64_t o = ci * mult + m;
-            forward_plane(y + (ni * s->oc + o) * ohw, buf, w + o * kk, bias ? bias[o] : 0.0f,
-                          off, s);
+            const float b = bias ? bias[o] : 0.0f;
+            for (int64_t i = 0; i < flat; i++) {
+                acc[i] = b;
+            }
+            for (int64_t t = 0; t < kk; t++) {
+                axpy(acc, buf + tap_offset(s, t), w[o * kk + t], flat);
+            }
+            float *yo = y + (ni * s->oc + o) * ohw;
+            for (int64_t oh = 0; oh < s->oh; oh++) {
+                memcpy(yo + oh * s->ow, acc + oh * ld, (size_t)s->ow * sizeof(float));
+            }
         }
     }
 }
@@ -192,37 +168,40 @@ void depthwise_forward(float *y, float *workspace, const float *x, const float *
 void depthwise_backward_data(float *dx, float *workspace, const float *dy, const float *w,
                              const conv2d_shape *s, int nthreads) {
     const int64_t mult = s->oc / s->c, ohw = s->oh * s->ow, kk = s->kh * s->kw;
+    const int64_t flat = flat_size(s);
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (s->n * s->c * ohw * kk * mult > WT_PARALLEL_MIN)
     for (int64_t p = 0; p < s->n * s->c; p++) {
         float *buf = workspace + (size_t)wt_thread_id() * thread_size(s);
+        float *g = buf + plane_size(s);
         const int64_t ni = p / s->c, ci = p % s->c;
-        int64_t off[s->kw];
-        tap_offsets(off, s);
         memset(buf, 0, plane_size(s) * sizeof(float));
         for (int64_t m = 0; m < mult; m++) {
             const int64_t o = ci * mult + m;
-            backward_data_plane(buf, dy + (ni * s->oc + o) * ohw, w + o * kk, off, s);
+            to_flat(g, dy + (ni * s->oc + o) * ohw, s);
+            for (int64_t t = 0; t < kk; t++) {
+                axpy(buf + tap_offset(s, t), g, w[o * kk + t], flat);
+            }
         }
         unpad_plane_add(dx + p * s->h * s->w, buf, s);
     }
 }
 
+/* Each tap's gradient is a dot product of the flat dy with the shifted padded input, added
+ * image by image: the same order on every run. */
 void depthwise_backward_weight(float *dw, float *workspace, const float *dy, const float *x,
                                const conv2d_shape *s, int nthreads) {
     const int64_t mult = s->oc / s->c, ohw = s->oh * s->ow, kk = s->kh * s->kw;
+    const int64_t flat = flat_size(s);
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (s->n * s->c * ohw * kk * mult > WT_PARALLEL_MIN)
     for (int64_t o = 0; o < s->oc; o++) {
         float *buf = workspace + (size_t)wt_thread_id() * thread_size(s);
-        float *acc = buf + plane_size(s);
-        int64_t off[s->kw];
-        tap_offsets(off, s);
-        memset(acc, 0, (size_t)(kk * s->ow) * sizeof(float));
+        float *g = buf + plane_size(s);
         for (int64_t ni = 0; ni < s->n; ni++) {
             pad_plane(buf, x + (ni * s->c + o / mult) * s->h * s->w, s);
-            backward_weight_plane(acc, buf, dy + (ni * s->oc + o) * ohw, off, s);
-        }
-        for (int64_t t = 0; t < kk; t++) {
-            dw[o * kk + t] += (float)wt_sum(acc + t * s->ow, s->ow);
+            to_flat(g, dy + (ni * s->oc + o) * ohw, s);
+            for (int64_t t = 0; t < kk; t++) {
+                dw[o * kk + t] += (float)dot(g, buf + tap_offset(s, t), flat);
+            }
         }
     }
 }

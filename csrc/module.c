@@ -1009,7 +1009,7 @@ static PyObject *py_batch_norm2d_backward(PyObject *Py_UNUSED(self), PyObject *a
         expect_channels(fn, xd[1], per_channel, names, 5) < 0) {
         goto cleanup;
     }
-    if (need_input_grad && !(dx = (PyArrayObject *)PyArray_ZEROS(4, xd, NPY_FLOAT32, 0))) {
+    if (need_input_grad && !(dx = (PyArrayObject *)PyArray_EMPTY(4, xd, NPY_FLOAT32, 0))) {
         goto cleanup;
     }
     wt_status status;
@@ -1065,7 +1065,7 @@ static PyObject *clamp_backward_py(PyObject *args, PyObject *kw, const char *fn,
     }
     int ndim = PyArray_NDIM(y);
     if (expect_shape(dy, fn, "grad_out", ndim, PyArray_DIMS(y)) < 0 ||
-        !(dx = (PyArrayObject *)PyArray_ZEROS(ndim, PyArray_DIMS(y), NPY_FLOAT32, 0))) {
+        !(dx = (PyArrayObject *)PyArray_EMPTY(ndim, PyArray_DIMS(y), NPY_FLOAT32, 0))) {
         goto cleanup;
     }
     wt_status status;
