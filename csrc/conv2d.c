@@ -205,7 +205,7 @@ static void forward_image(float *y, float *cols_ws, const float *x, const float 
     }
 }
 
-/* dx_img (C, H, W) += the data gradient of one image. */
+/* dx_img (C, H, W) = the data gradient of one image. */
 static void backward_data_image(float *dx, float *cols_ws, const float *dy, const float *w,
                                 const conv2d_shape *s) {
     const int64_t cg = s->c / s->groups, ocg = s->oc / s->groups;
@@ -216,9 +216,10 @@ static void backward_data_image(float *dx, float *cols_ws, const float *dy, cons
         const float *wg = w + g * ocg * kdim;
         if (is_pointwise(s)) {
             WT_BLAS(cblas_sgemm)(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kdim, (int)ohw,
-                                 (int)ocg, 1.0f, wg, (int)kdim, dyg, (int)ohw, 1.0f, dxg,
+                                 (int)ocg, 1.0f, wg, (int)kdim, dyg, (int)ohw, 0.0f, dxg,
                                  (int)ohw);
         } else {
+            memset(dxg, 0, (size_t)(cg * s->h * s->w) * sizeof(float));
             WT_BLAS(cblas_sgemm)(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kdim, (int)ohw,
                                  (int)ocg, 1.0f, wg, (int)kdim, dyg, (int)ohw, 0.0f, cols_ws,
                                  (int)ohw);

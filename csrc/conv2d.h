@@ -29,7 +29,7 @@ size_t conv2d_workspace_size(const conv2d_shape *s, int nthreads);
 wt_status conv2d_forward(float *y, float *workspace, const float *x, const float *w,
                          const float *bias, const conv2d_shape *s, int nthreads);
 
-/* dx (N,C,H,W) += conv_transpose(dy (N,OC,OH,OW), w) */
+/* dx (N,C,H,W) = conv_transpose(dy (N,OC,OH,OW), w), overwriting dx */
 wt_status conv2d_backward_data(float *dx, float *workspace, const float *dy, const float *w,
                                const conv2d_shape *s, int nthreads);
 

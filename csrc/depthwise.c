@@ -182,6 +182,7 @@ void depthwise_backward_data(float *dx, float *workspace, const float *dy, const
                 axpy(buf + tap_offset(s, t), g, w[o * kk + t], flat);
             }
         }
+        memset(dx + p * s->h * s->w, 0, (size_t)(s->h * s->w) * sizeof(float));
         unpad_plane_add(dx + p * s->h * s->w, buf, s);
     }
 }

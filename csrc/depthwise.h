@@ -13,7 +13,7 @@ size_t depthwise_workspace_size(const conv2d_shape *s, int nthreads);
 void depthwise_forward(float *y, float *workspace, const float *x, const float *w,
                        const float *bias, const conv2d_shape *s, int nthreads);
 
-/* dx (N,C,H,W) += transposed depthwise conv of dy (N,OC,OH,OW) */
+/* dx (N,C,H,W) = transposed depthwise conv of dy (N,OC,OH,OW), overwriting dx */
 void depthwise_backward_data(float *dx, float *workspace, const float *dy, const float *w,
                              const conv2d_shape *s, int nthreads);
 

@@ -521,7 +521,7 @@ static PyObject *py_conv2d_backward_data(PyObject *Py_UNUSED(self), PyObject *ar
     if (expect_shape(dy, fn, "grad_out", 4, yd) < 0 || check_size(xd, 4, fn, "grad_in") < 0) {
         goto cleanup;
     }
-    if (!(dx = (PyArrayObject *)PyArray_ZEROS(4, xd, NPY_FLOAT32, 0)) ||
+    if (!(dx = (PyArrayObject *)PyArray_EMPTY(4, xd, NPY_FLOAT32, 0)) ||
         !(ws = alloc_workspace(conv2d_workspace_size(&s, nthreads)))) {
         Py_CLEAR(dx);
         goto cleanup;

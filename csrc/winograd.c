@@ -300,9 +300,9 @@ static void output_rows(float *y, int64_t width, float *s, const float *m, int64
     }
 }
 
-/* out (images, OC, OH, OW) = (or +=) the inverse transform of m (36, OC, ldm) */
-static void transform_outputs(float *out, int accumulate, float *scratch, const float *m,
-                              int64_t ldm, int64_t images, const plan *p, int nthreads) {
+/* out (images, OC, OH, OW) = the inverse transform of m (36, OC, ldm) */
+static void transform_outputs(float *out, float *scratch, const float *m, int64_t ldm,
+                              int64_t images, const plan *p, int nthreads) {
     const int64_t ldp = p->oc * ldm, width = TILE * p->tiles_w;
 #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (int64_t io = 0; io < images * p->oc; io++) {
@@ -313,15 +313,7 @@ static void transform_outputs(float *out, int accumulate, float *scratch, const 
             output_rows(y, width, y + TILE * width, m + o * ldm + img * p->tiles +
                         r * p->tiles_w, ldp, p->tiles_w);
             for (int i = 0; i < TILE && TILE * r + i < p->oh; i++) {
-                float *dst = yc + (TILE * r + i) * p->ow;
-                const float *src = y + i * width;
-                if (accumulate) {
-                    for (int64_t j = 0; j < p->ow; j++) {
-                        dst[j] += src[j];
-                    }
-                } else {
-                    memcpy(dst, src, (size_t)p->ow * sizeof(float));
-                }
+                memcpy(yc + (TILE * r + i) * p->ow, y + i * width, (size_t)p->ow * sizeof(float));
             }
         }
     }
@@ -417,9 +409,8 @@ static void add_weight_gradients(float *dw, float *scratch, int64_t stride, cons
     }
 }
 
-/* out = (or +=) the correlation of in with the filters already transformed into ws */
-static void correlate(float *out, int accumulate, float *ws, const float *in, const plan *p,
-                      int nthreads) {
+/* out = the correlation of in with the filters already transformed into ws */
+static void correlate(float *out, float *ws, const float *in, const plan *p, int nthreads) {
     const float *u = ws;
     float *v = ws + POSITIONS * p->c * p->oc;
     float *m = v + POSITIONS * p->c * p->images * p->tiles;
@@ -435,8 +426,8 @@ static void correlate(float *out, int accumulate, float *ws, const float *in, co
                                  v + xi * p->c * cols, (int)cols, 0.0f, m + xi * p->oc * cols,
                                  (int)cols);
         }
-        transform_outputs(out + n0 * p->oc * p->oh * p->ow, accumulate, scratch, m, cols, images,
-                          p, nthreads);
+        transform_outputs(out + n0 * p->oc * p->oh * p->ow, scratch, m, cols, images, p,
+                          nthreads);
     }
 }
 
@@ -445,7 +436,7 @@ void winograd_forward(float *y, float *workspace, const float *x, const float *w
     plan p = forward_plan(s);
     transform_filters(workspace, scratch_of(workspace, &p), row_scratch(&p), w, s->oc, s->c, 0,
                       nthreads);
-    correlate(y, 0, workspace, x, &p, nthreads);
+    correlate(y, workspace, x, &p, nthreads);
 }
 
 void winograd_backward_data(float *dx, float *workspace, const float *dy, const float *w,
@@ -453,7 +444,7 @@ void winograd_backward_data(float *dx, float *workspace, const float *dy, const 
     plan p = backward_data_plan(s);
     transform_filters(workspace, scratch_of(workspace, &p), row_scratch(&p), w, s->c, s->oc, 1,
                       nthreads);
-    correlate(dx, 1, workspace, dy, &p, nthreads);
+    correlate(dx, workspace, dy, &p, nthreads);
 }
 
 /* Each position's sgemm sums its chunk into one accumulator, chunk after chunk, so the

@@ -19,7 +19,7 @@ size_t winograd_workspace_size(const conv2d_shape *s, int nthreads);
 void winograd_forward(float *y, float *workspace, const float *x, const float *w,
                       const conv2d_shape *s, int nthreads);
 
-/* dx (N,C,H,W) += conv_transpose(dy (N,OC,OH,OW), w) */
+/* dx (N,C,H,W) = conv_transpose(dy (N,OC,OH,OW), w), overwriting dx */
 void winograd_backward_data(float *dx, float *workspace, const float *dy, const float *w,
                             const conv2d_shape *s, int nthreads);
 

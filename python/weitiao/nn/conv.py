@@ -31,6 +31,12 @@ class Conv2d(Module):
     ``"same"``: TensorFlow's rule for the current input size (extra padding at the bottom
     and right), which is what TF-trained weights such as EfficientNet-Lite expect.
 
+    The C kernel picks the algorithm from the shape: depthwise convolutions (``groups ==
+    in_channels``) run a direct loop; 3x3 stride-1 convolutions with 16 or more input and
+    output channels use Winograd's F(4x4, 3x3), whose rounding error is about 1e-6 of the
+    largest output (PyTorch's direct convolution: about 1e-7); the rest is im2col and a
+    matrix product.
+
     >>> conv = Conv2d(3, 8, 3, padding=1, rng=0)
     >>> conv(np.zeros((2, 3, 32, 32), np.float32)).shape
     (2, 8, 32, 32)
