@@ -35,14 +35,12 @@ static plan make_plan(int64_t n, int64_t c, int64_t h, int64_t w, int64_t oc, in
                       int64_t ow, int64_t pad_top, int64_t pad_left) {
     plan p = {n, c, h, w, oc, oh, ow, pad_top, pad_left, (ow + TILE - 1) / TILE, 0, 1};
     p.tiles = (oh + TILE - 1) / TILE * p.tiles_w;
+    /* As many images as fit in CHUNK_FLOATS, then the batch split into chunks of equal size
+     * (32 images that fit 28 at a time: 16 and 16, not 28 and a narrow 4). */
     const int64_t per_image = POSITIONS * (c + oc) * p.tiles;
-    p.images = CHUNK_FLOATS / per_image;
-    if (p.images > n) {
-        p.images = n;
-    }
-    if (p.images < 1) {
-        p.images = 1;
-    }
+    const int64_t fit = CHUNK_FLOATS / per_image > 1 ? CHUNK_FLOATS / per_image : 1;
+    const int64_t chunks = n > fit ? (n + fit - 1) / fit : 1;
+    p.images = n > 1 ? (n + chunks - 1) / chunks : 1;
     return p;
 }
 
