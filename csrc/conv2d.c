@@ -44,13 +44,35 @@ wt_status conv2d_shape_init(conv2d_shape *s) {
     return WT_OK;
 }
 
-/* Per thread: one image's columns (unless pointwise or depthwise) and, for the weight
- * gradient, one dW accumulator per chunk of the batch, reduced at the end. */
-static size_t cols_size(const conv2d_shape *s) {
-    if (is_pointwise(s) || is_depthwise(s)) {
+/* Images per matrix product on the im2col path. A small output map makes a thin product (a
+ * 7x7 map is 49 columns, far from sgemm's best), so several images share one: at least
+ * MIN_COLUMNS columns, but no more images than each thread's share of the batch. */
+#define MIN_COLUMNS 256
+
+static int64_t tile_images(const conv2d_shape *s, int nthreads) {
+    const int64_t ohw = s->oh * s->ow, share = (s->n + nthreads - 1) / nthreads;
+    int64_t g = (MIN_COLUMNS + ohw - 1) / ohw;
+    g = g < share ? g : share;
+    return g > 1 ? g : 1;
+}
+
+/* Per thread: the columns of one tile of images (none for one pointwise image: the input
+ * is its own columns) and, for tiles of several images, the tile's output or output
+ * gradient gathered into one matrix. After them, for the weight gradient, one dW
+ * accumulator per chunk of the batch, reduced at the end. */
+static size_t cols_size(const conv2d_shape *s, int64_t images) {
+    if (is_pointwise(s) && images == 1) {
         return 0;
     }
-    return (size_t)((s->c / s->groups) * s->kh * s->kw) * (size_t)(s->oh * s->ow);
+    return (size_t)((s->c / s->groups) * s->kh * s->kw) * (size_t)(images * s->oh * s->ow);
+}
+
+static size_t tile_size(const conv2d_shape *s, int64_t images) {
+    return images == 1 ? 0 : (size_t)(s->oc / s->groups) * (size_t)(images * s->oh * s->ow);
+}
+
+static size_t thread_size(const conv2d_shape *s, int64_t images) {
+    return cols_size(s, images) + tile_size(s, images);
 }
 
 static size_t weight_size(const conv2d_shape *s) {
@@ -64,7 +86,7 @@ size_t conv2d_workspace_size(const conv2d_shape *s, int nthreads) {
     if (winograd_applies(s)) {
         return winograd_workspace_size(s, nthreads);
     }
-    return (size_t)nthreads * (cols_size(s) + weight_size(s));
+    return (size_t)nthreads * (thread_size(s, tile_images(s, nthreads)) + weight_size(s));
 }
 
 /* Output positions [lo, hi) along one axis whose input index pos*stride + off lies in
@@ -92,8 +114,10 @@ static void copy_every_second(float *restrict out, const float *restrict in, int
     }
 }
 
-/* cols (channels*KH*KW, OH*OW) from x (channels, H, W), zeros where the window is padding. */
-static void im2col(float *cols, const float *x, int64_t channels, const conv2d_shape *s) {
+/* cols (channels*KH*KW, OH*OW), rows ld floats apart, from x (channels, H, W), zeros where
+ * the window is padding. */
+static void im2col(float *cols, int64_t ld, const float *x, int64_t channels,
+                   const conv2d_shape *s) {
     const int64_t kk = s->kh * s->kw, ohw = s->oh * s->ow, rows = channels * kk;
 #pragma omp parallel for schedule(static) num_threads(wt_get_num_threads()) if (rows * ohw > WT_PARALLEL_MIN)
     for (int64_t r = 0; r < rows; r++) {
@@ -103,7 +127,7 @@ static void im2col(float *cols, const float *x, int64_t channels, const conv2d_s
         int64_t lo, hi;
         valid_range(off_w, s->stride_w, s->w, s->ow, &lo, &hi);
         for (int64_t oh = 0; oh < s->oh; oh++) {
-            float *out = cols + r * ohw + oh * s->ow;
+            float *out = cols + r * ld + oh * s->ow;
             const int64_t ih = oh * s->stride_h - s->pad_top + ki * s->dilation_h;
             if (ih < 0 || ih >= s->h) {
                 memset(out, 0, (size_t)s->ow * sizeof(float));
@@ -129,15 +153,17 @@ static void im2col(float *cols, const float *x, int64_t channels, const conv2d_s
     }
 }
 
-/* dx (channels, H, W) += the columns scattered back to the positions they came from. */
-static void col2im_add(float *dx, const float *cols, int64_t channels, const conv2d_shape *s) {
+/* dx (channels, H, W) += the columns (rows ld floats apart) scattered back to the positions
+ * they came from. */
+static void col2im_add(float *dx, const float *cols, int64_t ld, int64_t channels,
+                       const conv2d_shape *s) {
     const int64_t ohw = s->oh * s->ow;
 #pragma omp parallel for schedule(static) num_threads(wt_get_num_threads()) if (channels * s->kh * s->kw * ohw > WT_PARALLEL_MIN)
     for (int64_t ci = 0; ci < channels; ci++) {
         float *dxc = dx + ci * s->h * s->w;
         for (int64_t ki = 0; ki < s->kh; ki++) {
             for (int64_t kj = 0; kj < s->kw; kj++) {
-                const float *col = cols + ((ci * s->kh + ki) * s->kw + kj) * ohw;
+                const float *col = cols + ((ci * s->kh + ki) * s->kw + kj) * ld;
                 const int64_t off_w = kj * s->dilation_w - s->pad_left;
                 int64_t lo, hi;
                 valid_range(off_w, s->stride_w, s->w, s->ow, &lo, &hi);
@@ -181,68 +207,115 @@ static void bias_grad(float *dbias, const float *dy, const conv2d_shape *s) {
     }
 }
 
-/* The columns of one group of one image: the input itself for pointwise convolutions,
- * else im2col into the caller's scratch. */
-static const float *group_columns(float *cols_ws, const float *xg, int64_t cg,
-                                  const conv2d_shape *s) {
-    if (is_pointwise(s)) {
+/* The columns of one group of a tile of images, image i in columns [i*OH*OW, (i+1)*OH*OW):
+ * one pointwise image is its own columns; several are copied side by side; other
+ * convolutions go through im2col. xg is the group's first channel in the first image. */
+static const float *tile_columns(float *cols, const float *xg, int64_t images, int64_t cg,
+                                 const conv2d_shape *s) {
+    const int64_t ohw = s->oh * s->ow, ld = images * ohw;
+    if (is_pointwise(s) && images == 1) {
         return xg;
     }
-    im2col(cols_ws, xg, cg, s);
-    return cols_ws;
-}
-
-/* One image's convolution, all groups, single-threaded: y_img (OC, OH*OW). */
-static void forward_image(float *y, float *cols_ws, const float *x, const float *w,
-                          const conv2d_shape *s) {
-    const int64_t cg = s->c / s->groups, ocg = s->oc / s->groups;
-    const int64_t kdim = cg * s->kh * s->kw, ohw = s->oh * s->ow;
-    for (int64_t g = 0; g < s->groups; g++) {
-        const float *cols = group_columns(cols_ws, x + g * cg * s->h * s->w, cg, s);
-        WT_BLAS(cblas_sgemm)(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)ocg, (int)ohw,
-                             (int)kdim, 1.0f, w + g * ocg * kdim, (int)kdim, cols, (int)ohw, 0.0f,
-                             y + g * ocg * ohw, (int)ohw);
-    }
-}
-
-/* dx_img (C, H, W) = the data gradient of one image. */
-static void backward_data_image(float *dx, float *cols_ws, const float *dy, const float *w,
-                                const conv2d_shape *s) {
-    const int64_t cg = s->c / s->groups, ocg = s->oc / s->groups;
-    const int64_t kdim = cg * s->kh * s->kw, ohw = s->oh * s->ow;
-    for (int64_t g = 0; g < s->groups; g++) {
-        float *dxg = dx + g * cg * s->h * s->w;
-        const float *dyg = dy + g * ocg * ohw;
-        const float *wg = w + g * ocg * kdim;
+    for (int64_t i = 0; i < images; i++) {
+        const float *xi = xg + i * s->c * s->h * s->w;
         if (is_pointwise(s)) {
-            WT_BLAS(cblas_sgemm)(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kdim, (int)ohw,
-                                 (int)ocg, 1.0f, wg, (int)kdim, dyg, (int)ohw, 0.0f, dxg,
-                                 (int)ohw);
+            for (int64_t r = 0; r < cg; r++) {
+                memcpy(cols + r * ld + i * ohw, xi + r * ohw, (size_t)ohw * sizeof(float));
+            }
         } else {
-            memset(dxg, 0, (size_t)(cg * s->h * s->w) * sizeof(float));
-            WT_BLAS(cblas_sgemm)(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kdim, (int)ohw,
-                                 (int)ocg, 1.0f, wg, (int)kdim, dyg, (int)ohw, 0.0f, cols_ws,
-                                 (int)ohw);
-            col2im_add(dxg, cols_ws, cg, s);
+            im2col(cols + i * ohw, ld, xi, cg, s);
+        }
+    }
+    return cols;
+}
+
+/* The output gradient of one group of a tile, (OC/groups, images*OH*OW): dy itself for one
+ * image, else gathered into tile. */
+static const float *tile_gradient(float *tile, const float *dyg, int64_t images,
+                                  const conv2d_shape *s) {
+    const int64_t ohw = s->oh * s->ow, ocg = s->oc / s->groups, ld = images * ohw;
+    if (images == 1) {
+        return dyg;
+    }
+    for (int64_t i = 0; i < images; i++) {
+        for (int64_t o = 0; o < ocg; o++) {
+            memcpy(tile + o * ld + i * ohw, dyg + (i * s->oc + o) * ohw,
+                   (size_t)ohw * sizeof(float));
+        }
+    }
+    return tile;
+}
+
+/* y (images, OC, OH*OW) for a tile of images, all groups, single-threaded. */
+static void forward_tile(float *y, float *ws, const float *x, const float *w, int64_t images,
+                         const conv2d_shape *s) {
+    const int64_t cg = s->c / s->groups, ocg = s->oc / s->groups;
+    const int64_t kdim = cg * s->kh * s->kw, ohw = s->oh * s->ow, ld = images * ohw;
+    float *tile = ws + cols_size(s, images);
+    for (int64_t g = 0; g < s->groups; g++) {
+        const float *cols = tile_columns(ws, x + g * cg * s->h * s->w, images, cg, s);
+        float *out = images == 1 ? y + g * ocg * ohw : tile;
+        WT_BLAS(cblas_sgemm)(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)ocg, (int)ld,
+                             (int)kdim, 1.0f, w + g * ocg * kdim, (int)kdim, cols, (int)ld, 0.0f,
+                             out, (int)ld);
+        for (int64_t i = 0; i < images && images > 1; i++) {
+            for (int64_t o = 0; o < ocg; o++) {
+                memcpy(y + (i * s->oc + g * ocg + o) * ohw, tile + o * ld + i * ohw,
+                       (size_t)ohw * sizeof(float));
+            }
         }
     }
 }
 
-/* dw (OC, C/groups*KH*KW) += the weight gradient of one image. */
-static void backward_weight_image(float *dw, float *cols_ws, const float *dy, const float *x,
-                                  const conv2d_shape *s) {
+/* dx (images, C, H, W) = the data gradient of a tile of images. */
+static void backward_data_tile(float *dx, float *ws, const float *dy, const float *w,
+                               int64_t images, const conv2d_shape *s) {
     const int64_t cg = s->c / s->groups, ocg = s->oc / s->groups;
-    const int64_t kdim = cg * s->kh * s->kw, ohw = s->oh * s->ow;
+    const int64_t kdim = cg * s->kh * s->kw, ohw = s->oh * s->ow, ld = images * ohw;
+    const int64_t plane = s->h * s->w;
     for (int64_t g = 0; g < s->groups; g++) {
-        const float *cols = group_columns(cols_ws, x + g * cg * s->h * s->w, cg, s);
+        const float *dyg = tile_gradient(ws + cols_size(s, images), dy + g * ocg * ohw, images,
+                                         s);
+        const float *wg = w + g * ocg * kdim;
+        if (is_pointwise(s) && images == 1) {
+            WT_BLAS(cblas_sgemm)(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kdim, (int)ohw,
+                                 (int)ocg, 1.0f, wg, (int)kdim, dyg, (int)ohw, 0.0f,
+                                 dx + g * cg * plane, (int)ohw);
+            continue;
+        }
+        WT_BLAS(cblas_sgemm)(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kdim, (int)ld,
+                             (int)ocg, 1.0f, wg, (int)kdim, dyg, (int)ld, 0.0f, ws, (int)ld);
+        for (int64_t i = 0; i < images; i++) {
+            float *dxg = dx + i * s->c * plane + g * cg * plane;
+            if (is_pointwise(s)) {
+                for (int64_t r = 0; r < cg; r++) {
+                    memcpy(dxg + r * plane, ws + r * ld + i * ohw, (size_t)ohw * sizeof(float));
+                }
+            } else {
+                memset(dxg, 0, (size_t)(cg * plane) * sizeof(float));
+                col2im_add(dxg, ws + i * ohw, ld, cg, s);
+            }
+        }
+    }
+}
+
+/* dw (OC, C/groups*KH*KW) += the weight gradient of a tile of images. */
+static void backward_weight_tile(float *dw, float *ws, const float *dy, const float *x,
+                                 int64_t images, const conv2d_shape *s) {
+    const int64_t cg = s->c / s->groups, ocg = s->oc / s->groups;
+    const int64_t kdim = cg * s->kh * s->kw, ohw = s->oh * s->ow, ld = images * ohw;
+    for (int64_t g = 0; g < s->groups; g++) {
+        const float *cols = tile_columns(ws, x + g * cg * s->h * s->w, images, cg, s);
+        const float *dyg = tile_gradient(ws + cols_size(s, images), dy + g * ocg * ohw, images,
+                                         s);
         WT_BLAS(cblas_sgemm)(CblasRowMajor, CblasNoTrans, CblasTrans, (int)ocg, (int)kdim,
-                             (int)ohw, 1.0f, dy + g * ocg * ohw, (int)ohw, cols, (int)ohw, 1.0f,
+                             (int)ld, 1.0f, dyg, (int)ld, cols, (int)ld, 1.0f,
                              dw + g * ocg * kdim, (int)kdim);
     }
 }
 
-/* Images are spread over the threads (dynamic schedule, so a thread the OS delays does not
- * hold up the rest); each thread has its own columns in the workspace and calls a
+/* Tiles of images are spread over the threads (dynamic schedule, so a thread the OS delays
+ * does not hold up the rest); each thread has its own scratch in the workspace and calls a
  * single-threaded sgemm. */
 wt_status conv2d_forward(float *y, float *workspace, const float *x, const float *w,
                          const float *bias, const conv2d_shape *s, int nthreads) {
@@ -253,11 +326,13 @@ wt_status conv2d_forward(float *y, float *workspace, const float *x, const float
     if (winograd_applies(s)) {
         winograd_forward(y, workspace, x, w, s, nthreads);
     } else {
-#pragma omp parallel for schedule(dynamic) num_threads(nthreads) if (s->n > 1)
-        for (int64_t ni = 0; ni < s->n; ni++) {
-            float *ws = workspace + (size_t)wt_thread_id() * cols_size(s);
-            forward_image(y + ni * s->oc * s->oh * s->ow, ws, x + ni * s->c * s->h * s->w, w,
-                          s);
+        const int64_t per = tile_images(s, nthreads), tiles = (s->n + per - 1) / per;
+#pragma omp parallel for schedule(dynamic) num_threads(nthreads) if (tiles > 1)
+        for (int64_t t = 0; t < tiles; t++) {
+            const int64_t n0 = t * per, images = s->n - n0 < per ? s->n - n0 : per;
+            float *ws = workspace + (size_t)wt_thread_id() * thread_size(s, per);
+            forward_tile(y + n0 * s->oc * s->oh * s->ow, ws, x + n0 * s->c * s->h * s->w, w,
+                         images, s);
         }
     }
     if (bias) {
@@ -276,18 +351,20 @@ wt_status conv2d_backward_data(float *dx, float *workspace, const float *dy, con
         winograd_backward_data(dx, workspace, dy, w, s, nthreads);
         return WT_OK;
     }
-#pragma omp parallel for schedule(dynamic) num_threads(nthreads) if (s->n > 1)
-    for (int64_t ni = 0; ni < s->n; ni++) {
-        float *ws = workspace + (size_t)wt_thread_id() * cols_size(s);
-        backward_data_image(dx + ni * s->c * s->h * s->w, ws, dy + ni * s->oc * s->oh * s->ow,
-                            w, s);
+    const int64_t per = tile_images(s, nthreads), tiles = (s->n + per - 1) / per;
+#pragma omp parallel for schedule(dynamic) num_threads(nthreads) if (tiles > 1)
+    for (int64_t t = 0; t < tiles; t++) {
+        const int64_t n0 = t * per, images = s->n - n0 < per ? s->n - n0 : per;
+        float *ws = workspace + (size_t)wt_thread_id() * thread_size(s, per);
+        backward_data_tile(dx + n0 * s->c * s->h * s->w, ws, dy + n0 * s->oc * s->oh * s->ow,
+                           w, images, s);
     }
     return WT_OK;
 }
 
-/* The batch is cut into one contiguous chunk of images per thread, each summed into its own
- * accumulator, and the accumulators are added in chunk order: the same result on every run,
- * whichever OS thread happens to take which chunk. */
+/* The batch is cut into one contiguous chunk of images per thread, each summed tile by tile
+ * into its own accumulator, and the accumulators are added in chunk order: the same result
+ * on every run, whichever OS thread happens to take which chunk. */
 wt_status conv2d_backward_weight(float *dw, float *dbias, float *workspace, const float *dy,
                                  const float *x, const conv2d_shape *s, int nthreads) {
     if (dbias) {
@@ -301,23 +378,25 @@ wt_status conv2d_backward_weight(float *dw, float *dbias, float *workspace, cons
         winograd_backward_weight(dw, workspace, dy, x, s, nthreads);
         return WT_OK;
     }
-    const size_t cols = cols_size(s), wsize = weight_size(s);
+    const int64_t per = tile_images(s, nthreads);
+    const size_t scratch = thread_size(s, per), wsize = weight_size(s);
     const int chunks = nthreads < s->n ? nthreads : (int)s->n;
     if (chunks < 1) {
         return WT_OK;
     }
-    float *acc = workspace + (size_t)nthreads * cols;
+    float *acc = workspace + (size_t)nthreads * scratch;
     memset(acc, 0, (size_t)chunks * wsize * sizeof(float));
 #pragma omp parallel num_threads(chunks) if (chunks > 1)
     {
-        float *ws = workspace + (size_t)wt_thread_id() * cols;
+        float *ws = workspace + (size_t)wt_thread_id() * scratch;
 #pragma omp for schedule(static)
         for (int c = 0; c < chunks; c++) {
             const int64_t lo = s->n * c / chunks, hi = s->n * (c + 1) / chunks;
-            for (int64_t ni = lo; ni < hi; ni++) {
-                backward_weight_image(acc + (size_t)c * wsize, ws,
-                                      dy + ni * s->oc * s->oh * s->ow,
-                                      x + ni * s->c * s->h * s->w, s);
+            for (int64_t n0 = lo; n0 < hi; n0 += per) {
+                const int64_t images = hi - n0 < per ? hi - n0 : per;
+                backward_weight_tile(acc + (size_t)c * wsize, ws,
+                                     dy + n0 * s->oc * s->oh * s->ow,
+                                     x + n0 * s->c * s->h * s->w, images, s);
             }
         }
 #pragma omp for schedule(static)

@@ -79,6 +79,10 @@ CASES = [
     ("single_channel", (3, 1, 6, 5), (1, 1, 2, 3), 1, 0, 1, 1, True),
     # 3x3 stride-1 convs with 16 or more channels take the Winograd F(2x2, 3x3) path: odd
     # output sizes leave partial 2x2 tiles, padding 0, 1, 2 and asymmetric, one output pixel.
+    # Output maps under 256 pixels put several images into one matrix product (7 here;
+    # uneven last tile), pointwise ones too.
+    ("tiles_of_images_stride2_groups", (9, 4, 9, 8), (6, 2, 3, 3), 2, 1, 1, 2, True),
+    ("tiles_of_images_pointwise", (5, 6, 4, 5), (4, 6, 1, 1), 1, 0, 1, 1, True),
     ("winograd_pad1_odd_width", (2, 16, 7, 5), (16, 16, 3, 3), 1, 1, 1, 1, True),
     ("winograd_pad0_rect", (3, 16, 9, 6), (24, 16, 3, 3), 1, 0, 1, 1, False),
     ("winograd_asym_pad_17ch", (1, 17, 6, 9), (20, 17, 3, 3), 1, (2, 0, 1, 2), 1, 1, True),

@@ -86,6 +86,10 @@ CONV_PATHS = [
     ("im2col_batch1", (1, 32, 34, 34), (8, 32, 3, 3), 1, 1, 1),
     ("depthwise", (4, 32, 34, 34), (64, 1, 3, 3), 1, 1, 32),
     ("pointwise", (3, 16, 20, 21), (24, 16, 1, 1), 1, 0, 1),
+    # Small maps: several images per matrix product, as many as each thread's share.
+    ("im2col_tiles_of_images", (7, 8, 9, 9), (12, 8, 3, 3), 2, 1, 1),
+    ("pointwise_tiles_of_images", (5, 16, 7, 7), (8, 16, 1, 1), 1, 0, 1),
+    ("winograd", (4, 16, 18, 18), (16, 16, 3, 3), 1, 1, 1),
 ]
 
 
