@@ -343,6 +343,16 @@ def test_round_trip_property(tmp_path, shapes, dtype, seed):
         assert_same(load_state_dict(tmp_path / name), state, ordered=name.endswith(".npz"))
 
 
+def test_safetensors_whose_header_length_starts_with_pickles_proto_byte(tmp_path):
+    """Two int8 scalars give a 128-byte header: the file's first byte is 0x80, which a
+    legacy PyTorch pickle also starts with (found by the property test above)."""
+    state = {"layer0.weight": np.array(3, np.int8), "layer1.weight": np.array(-7, np.int8)}
+    save_state_dict(state, tmp_path / "p.safetensors")
+    raw = (tmp_path / "p.safetensors").read_bytes()
+    assert raw[:1] == b"\x80" and detect_format(tmp_path / "p.safetensors") == "safetensors"
+    assert_same(load_state_dict(tmp_path / "p.safetensors"), state)
+
+
 @pytest.fixture(scope="module")
 def fuzz_sources(tmp_path_factory):
     """One small valid file per format, as bytes, for the fuzz below to damage."""

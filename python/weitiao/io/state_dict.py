@@ -51,12 +51,15 @@ def detect_format(path: str | os.PathLike[str]) -> str:
             f"{describe(path)} is a zip archive but neither a PyTorch checkpoint (no "
             "<archive>/data.pkl) nor an .npz (members other than .npy files)"
         )
-    if head[:1] == b"\x80" or head[257:262] == b"ustar":
-        return "pth"
+    # safetensors before pickle: a header of 128 + 256k bytes makes the file start with
+    # 0x80, pickle's PROTO opcode; a pickle read as a little-endian header size is far
+    # larger than any file.
     if len(head) >= 10 and head[8:9] == b"{":
         (header_size,) = struct.unpack("<Q", head[:8])
         if header_size <= size - 8:
             return "safetensors"
+    if head[:1] == b"\x80" or head[257:262] == b"ustar":
+        return "pth"
     if head[:6] == b"\x93NUMPY":
         raise CheckpointError(
             f"{describe(path)} is a single .npy array, not a state dict: save a dict of "
