@@ -77,8 +77,8 @@ CASES = [
     ("1x1_pad1", (1, 3, 4, 5), (2, 3, 1, 1), 1, 1, 1, 1, True),
     ("kernel_covers_input", (2, 2, 3, 3), (3, 2, 3, 3), 1, 0, 1, 1, True),
     ("single_channel", (3, 1, 6, 5), (1, 1, 2, 3), 1, 0, 1, 1, True),
-    # 3x3 stride-1 convs with 16 or more channels take the Winograd F(2x2, 3x3) path: odd
-    # output sizes leave partial 2x2 tiles, padding 0, 1, 2 and asymmetric, one output pixel.
+    # 3x3 stride-1 convs with 16 or more channels take the Winograd F(4x4, 3x3) path: odd
+    # output sizes leave partial 4x4 tiles, padding 0, 1, 2 and asymmetric, one output pixel.
     # Output maps under 256 pixels put several images into one matrix product (7 here;
     # uneven last tile), pointwise ones too.
     ("tiles_of_images_stride2_groups", (9, 4, 9, 8), (6, 2, 3, 3), 2, 1, 1, 2, True),
@@ -187,6 +187,18 @@ def test_backward_weight_adds_into_gradients(rng, case):
     dw = start.copy()
     _C.conv2d_backward_weight(dy, x, dw, None, **kw)
     assert_close(dw, start + once_w, **tolerance(case, once_w))
+
+
+# The im2col forward multiplies the columns of a few channels at a time (csrc/conv2d.c,
+# BLOCK_FLOATS): 10 channels in 2 groups at 62x62 outputs go one channel per block; the 7x7
+# stem-like case puts 2 images in each product and its 8 channels in blocks of 3, 3 and 2.
+@pytest.mark.parametrize("case", [
+    ("one_channel_blocks_groups2", (1, 10, 62, 62), (4, 5, 3, 3), 1, 2, 2, 2, True),
+    ("uneven_blocks_tiled_images", (6, 8, 28, 28), (5, 8, 7, 7), 2, 3, 1, 1, False),
+], ids=lambda case: case[0])
+def test_forward_in_channel_blocks_matches_reference(rng, case):
+    x, w, b, kw = make_case(rng, case)
+    assert_close(_C.conv2d_forward(x, w, b, **kw), conv2d_ref(x, w, b, **kw))
 
 
 @pytest.mark.parametrize("shape", [(5, 64, 64, 64), (33, 512, 7, 7)], ids=["5x64x64", "33x7x7"])
