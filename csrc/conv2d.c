@@ -170,6 +170,20 @@ static void im2col(float *cols, int64_t ld, const float *x, int64_t channels,
     }
 }
 
+/* out[2i] += in[i] for i < n. The odd slots between get += 0.0f, so that every slot of
+ * the span is written and the loop vectorises as contiguous loads and stores (a slot with
+ * gaps would not); the last even slot is done alone so nothing past it is touched. */
+WT_VECTOR_CLONES
+static void add_every_second(float *restrict out, const float *restrict in, int64_t n) {
+    for (int64_t i = 0; i + 1 < n; i++) {
+        out[2 * i] += in[i];
+        out[2 * i + 1] += 0.0f;
+    }
+    if (n > 0) {
+        out[2 * (n - 1)] += in[n - 1];
+    }
+}
+
 /* dx (channels, H, W) += the columns (rows ld floats apart) scattered back to the positions
  * they came from. */
 static void col2im_add(float *dx, const float *cols, int64_t ld, int64_t channels,
@@ -191,6 +205,10 @@ static void col2im_add(float *dx, const float *cols, int64_t ld, int64_t channel
                     }
                     float *row = dxc + ih * s->w;
                     const float *src = col + oh * s->ow;
+                    if (s->stride_w == 2) {
+                        add_every_second(row + 2 * lo + off_w, src + lo, hi - lo);
+                        continue;
+                    }
                     for (int64_t ow = lo; ow < hi; ow++) {
                         row[ow * s->stride_w + off_w] += src[ow];
                     }
