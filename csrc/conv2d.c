@@ -122,51 +122,50 @@ static void valid_range(int64_t off, int64_t stride, int64_t size, int64_t out, 
     *hi = b;
 }
 
-/* out[i] = in[2 * i]: the stride-2 rows of im2col, vectorised (a constant stride becomes
- * shuffles; a variable one would not) */
+/* Row r = (channel, ki, kj) of im2col: what tap (ki, kj) of every one of the OH x OW
+ * windows reads from plane xc, zeros where it reads padding. One call per row rather than
+ * per output row, so that short rows (7, 14, 28 outputs) are not each a call; a constant
+ * stride of 2 becomes shuffles in the vectorised clones. */
 WT_VECTOR_CLONES
-static void copy_every_second(float *restrict out, const float *restrict in, int64_t n) {
-    for (int64_t i = 0; i < n; i++) {
-        out[i] = in[2 * i];
+static void im2col_row(float *restrict out, const float *restrict xc, int64_t ki, int64_t kj,
+                       const conv2d_shape *s) {
+    const int64_t off_w = kj * s->dilation_w - s->pad_left;
+    int64_t lo, hi;
+    valid_range(off_w, s->stride_w, s->w, s->ow, &lo, &hi);
+    for (int64_t oh = 0; oh < s->oh; oh++, out += s->ow) {
+        const int64_t ih = oh * s->stride_h - s->pad_top + ki * s->dilation_h;
+        if (ih < 0 || ih >= s->h) {
+            memset(out, 0, (size_t)s->ow * sizeof(float));
+            continue;
+        }
+        const float *row = xc + ih * s->w + off_w;
+        for (int64_t ow = 0; ow < lo; ow++) {
+            out[ow] = 0.0f;
+        }
+        if (s->stride_w == 1) {
+            memcpy(out + lo, row + lo, (size_t)(hi - lo) * sizeof(float));
+        } else if (s->stride_w == 2) {
+            for (int64_t ow = lo; ow < hi; ow++) {
+                out[ow] = row[2 * ow];
+            }
+        } else {
+            for (int64_t ow = lo; ow < hi; ow++) {
+                out[ow] = row[ow * s->stride_w];
+            }
+        }
+        for (int64_t ow = hi; ow < s->ow; ow++) {
+            out[ow] = 0.0f;
+        }
     }
 }
 
-/* cols (channels*KH*KW, OH*OW), rows ld floats apart, from x (channels, H, W), zeros where
- * the window is padding. */
+/* cols (channels*KH*KW, OH*OW), rows ld floats apart, from x (channels, H, W). */
 static void im2col(float *cols, int64_t ld, const float *x, int64_t channels,
                    const conv2d_shape *s) {
     const int64_t kk = s->kh * s->kw, ohw = s->oh * s->ow, rows = channels * kk;
 #pragma omp parallel for schedule(static) num_threads(wt_get_num_threads()) if (rows * ohw > WT_PARALLEL_MIN)
     for (int64_t r = 0; r < rows; r++) {
-        const int64_t ci = r / kk, ki = (r % kk) / s->kw, kj = r % s->kw;
-        const float *xc = x + ci * s->h * s->w;
-        const int64_t off_w = kj * s->dilation_w - s->pad_left;
-        int64_t lo, hi;
-        valid_range(off_w, s->stride_w, s->w, s->ow, &lo, &hi);
-        for (int64_t oh = 0; oh < s->oh; oh++) {
-            float *out = cols + r * ld + oh * s->ow;
-            const int64_t ih = oh * s->stride_h - s->pad_top + ki * s->dilation_h;
-            if (ih < 0 || ih >= s->h) {
-                memset(out, 0, (size_t)s->ow * sizeof(float));
-                continue;
-            }
-            const float *row = xc + ih * s->w;
-            for (int64_t ow = 0; ow < lo; ow++) {
-                out[ow] = 0.0f;
-            }
-            if (s->stride_w == 1) {
-                memcpy(out + lo, row + lo + off_w, (size_t)(hi - lo) * sizeof(float));
-            } else if (s->stride_w == 2) {
-                copy_every_second(out + lo, row + 2 * lo + off_w, hi - lo);
-            } else {
-                for (int64_t ow = lo; ow < hi; ow++) {
-                    out[ow] = row[ow * s->stride_w + off_w];
-                }
-            }
-            for (int64_t ow = hi; ow < s->ow; ow++) {
-                out[ow] = 0.0f;
-            }
-        }
+        im2col_row(cols + r * ld, x + (r / kk) * s->h * s->w, (r % kk) / s->kw, r % s->kw, s);
     }
 }
 
