@@ -77,9 +77,11 @@ RESNET18 = [
 OPS = ("forward", "backward-data", "backward-weight")
 
 
-def make_ops(shape: ConvShape, n: int, seed: int = 0):
+def make_ops(shape: ConvShape, n: int, seed: int = 0, lib=None):
     """{op: (weitiao_fn, torch_fn)} on fresh random inputs of batch ``n``; each fn returns
     its result (for backward-weight, the gradient array) so the caller can compare them.
+    ``lib`` is the compiled module to time (default ``weitiao._C``; benchmarks/ab.py passes
+    other builds of it).
 
     PyTorch's backward ops are called directly as ``aten.convolution_backward`` with an
     ``output_mask`` that asks for one gradient only. That is the op autograd itself calls for
@@ -102,16 +104,17 @@ def make_ops(shape: ConvShape, n: int, seed: int = 0):
     st, pd = shape.stride, shape.padding
     conv_args = ([st, st], [pd, pd], [1, 1], False, [0, 0], 1)  # ..., transposed, out_pad, groups
     aten_bwd = torch.ops.aten.convolution_backward
+    lib = lib or _C
 
     def wt_forward():
-        return _C.conv2d_forward(x, w, None, st, pd)
+        return lib.conv2d_forward(x, w, None, st, pd)
 
     def wt_backward_data():
-        return _C.conv2d_backward_data(dy, w, x.shape, st, pd, 1, 1)
+        return lib.conv2d_backward_data(dy, w, x.shape, st, pd, 1, 1)
 
     def wt_backward_weight():
         # Adds into dw: the timed loop keeps accumulating, which costs the same as writing.
-        _C.conv2d_backward_weight(dy, x, dw, None, st, pd, 1, 1)
+        lib.conv2d_backward_weight(dy, x, dw, None, st, pd, 1, 1)
         return dw
 
     def torch_forward():
@@ -130,9 +133,9 @@ def make_ops(shape: ConvShape, n: int, seed: int = 0):
     }
 
 
-def check_against_torch(shape: ConvShape) -> None:
-    """Abort unless weitiao and torch agree on all three ops at a small batch."""
-    for op, (wt_fn, torch_fn) in make_ops(shape, CHECK_BATCH, seed=1).items():
+def check_against_torch(shape: ConvShape, lib=None) -> None:
+    """Abort unless weitiao (or ``lib``) and torch agree on all three ops at a small batch."""
+    for op, (wt_fn, torch_fn) in make_ops(shape, CHECK_BATCH, seed=1, lib=lib).items():
         got = np.asarray(wt_fn())
         want = torch_fn().numpy()
         if got.shape != want.shape:
