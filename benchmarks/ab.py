@@ -3,7 +3,9 @@
 This machine's speed drifts by tens of percent within minutes, so comparing a kernel change
 across two runs of kernels.py mostly measures the drift. Here each build's compiled module
 is loaded side by side and the conv ops of ResNet-18 are timed interleaved -- every build
-and torch once per repetition -- so a slow minute hits all of them alike.
+and torch once per repetition, the order rotating -- so a slow minute hits all of them
+alike. Two copies of one build still differ by up to ~5% per op: read smaller differences
+as noise, and check a change with a copy of the baseline as a third build.
 
     # build A, keep its module; build B, keep it; compare
     python setup.py build_ext --inplace && cp python/weitiao/_C*.so /tmp/a.so
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         for op in ops:
             fns = {name: per_build[name][op][0] for name in names}
             fns["torch"] = per_build[names[0]][op][1]
-            t = time_interleaved(fns, args.reps, 2, args.min_rep_s)
+            t = time_interleaved(fns, args.reps, 2, args.min_rep_s, rotate=True)
             base, torch_s = t[names[0]].median, t["torch"].median
             row = [shape.layer, op]
             row += [f"{t[n].median * 1e3:.2f}" for n in names] + [f"{torch_s * 1e3:.2f}"]

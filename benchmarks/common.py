@@ -65,7 +65,7 @@ class Timing:
 
 
 def time_interleaved(fns: Mapping[str, Callable[[], object]], reps: int = 5, warmup: int = 2,
-                     min_rep_s: float = 0.1) -> dict[str, Timing]:
+                     min_rep_s: float = 0.1, rotate: bool = False) -> dict[str, Timing]:
     """Seconds per call of each function in ``fns``.
 
     Each function is first called ``warmup`` times (page faults, BLAS buffers, oneDNN
@@ -73,7 +73,10 @@ def time_interleaved(fns: Mapping[str, Callable[[], object]], reps: int = 5, war
     repetition, in the order given -- so a slow drift of the machine (frequency, a noisy
     neighbour) hits all of them alike. A repetition calls a function ``number`` times in a
     row, ``number`` chosen so that a repetition lasts at least ``min_rep_s``; a repetition's
-    sample is its time / number, and the result is the median over repetitions.
+    sample is its time / number, and the result is the median over repetitions. With
+    ``rotate`` each repetition starts one function later in the order (a, b, c; b, c, a;
+    ...), so no function always runs right after the same neighbour (benchmarks/ab.py: two
+    copies of one build differed by up to 14% in fixed order).
 
     >>> t = time_interleaved({"a": lambda: sum(range(100)), "b": lambda: None}, reps=3)
     >>> sorted(t)
@@ -90,9 +93,10 @@ def time_interleaved(fns: Mapping[str, Callable[[], object]], reps: int = 5, war
         once = max(time.perf_counter() - t0, 1e-9)
         number[name] = max(1, math.ceil(min_rep_s / once))
     samples: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(reps):
-        for name, fn in fns.items():
-            k = number[name]
+    order = list(fns)
+    for rep in range(reps):
+        for name in order[rep % len(order):] + order[:rep % len(order)] if rotate else order:
+            fn, k = fns[name], number[name]
             t0 = time.perf_counter()
             for _ in range(k):
                 fn()

@@ -163,9 +163,9 @@ def run(threads: int, batch: int, reps: int, warmup: int, min_rep_s: float
         ops = make_ops(shape, batch)
         for op in OPS:
             wt_fn, torch_fn = ops[op]
-            # Interleaved: weitiao then torch in every repetition.
+            # Interleaved, who goes first alternating between repetitions.
             t = time_interleaved({"weitiao": wt_fn, "torch": torch_fn}, reps, warmup,
-                                 min_rep_s)
+                                 min_rep_s, rotate=True)
             flops = shape.flops(batch)
             results.append({"shape": shape, "op": op, "wt": t["weitiao"], "torch": t["torch"],
                             "flops": flops})
@@ -220,8 +220,9 @@ def report(args, peaks: dict[int, float], results: list[dict], load: OtherLoad) 
         f"thread, as weitiao's conv kernels run them), fastest of "
         f"{max(args.reps, PEAK_MIN_REPS)} repetitions; one alone gives {peaks[1]:.1f} "
         f"GFLOP/s, so {args.threads} threads scale it {scaling:.2f}x",
-        f"- **run**: median of {args.reps} interleaved repetitions (weitiao, then torch) of "
-        f"at least {args.min_rep_s:g} s each, after {args.warmup} warm-up calls per op",
+        f"- **run**: median of {args.reps} interleaved repetitions (weitiao and torch, who "
+        f"goes first alternating) of at least {args.min_rep_s:g} s each, after "
+        f"{args.warmup} warm-up calls per op",
         f"- **machine load**: {load.describe()}",
     ]
     if args.threads > 1 and scaling < 0.75 * args.threads:
