@@ -187,12 +187,33 @@ void depthwise_backward_data(float *dx, float *workspace, const float *dy, const
     }
 }
 
+/* 1 unless x[0, n) holds an infinity or a NaN (either times 0 is NaN). */
+WT_VECTOR_CLONES static int all_finite(const float *x, int64_t n) {
+    float acc[WT_LANES] = {0};
+    int64_t i = 0;
+    for (; i + WT_LANES <= n; i += WT_LANES) {
+        for (int k = 0; k < WT_LANES; k++) {
+            acc[k] += x[i + k] * 0.0f;
+        }
+    }
+    float sum = 0.0f;
+    for (; i < n; i++) {
+        sum += x[i] * 0.0f;
+    }
+    for (int k = 0; k < WT_LANES; k++) {
+        sum += acc[k];
+    }
+    return sum == 0.0f;
+}
+
 /* Each tap's gradient is a dot product of the flat dy with the shifted padded input, added
- * image by image: the same order on every run. */
+ * image by image: the same order on every run. The flat dot also multiplies the zeros of
+ * the unused columns with inputs no window reads; an infinity or NaN there would make the
+ * product NaN, so a plane holding one is summed output row by output row instead. */
 void depthwise_backward_weight(float *dw, float *workspace, const float *dy, const float *x,
                                const conv2d_shape *s, int nthreads) {
     const int64_t mult = s->oc / s->c, ohw = s->oh * s->ow, kk = s->kh * s->kw;
-    const int64_t flat = flat_size(s);
+    const int64_t flat = flat_size(s), ld = pitch(s);
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (s->n * s->c * ohw * kk * mult > WT_PARALLEL_MIN)
     for (int64_t o = 0; o < s->oc; o++) {
         float *buf = workspace + (size_t)wt_thread_id() * thread_size(s);
@@ -200,8 +221,18 @@ void depthwise_backward_weight(float *dw, float *workspace, const float *dy, con
         for (int64_t ni = 0; ni < s->n; ni++) {
             pad_plane(buf, x + (ni * s->c + o / mult) * s->h * s->w, s);
             to_flat(g, dy + (ni * s->oc + o) * ohw, s);
+            const int finite = all_finite(buf, (int64_t)plane_size(s));
             for (int64_t t = 0; t < kk; t++) {
-                dw[o * kk + t] += (float)dot(g, buf + tap_offset(s, t), flat);
+                const float *in = buf + tap_offset(s, t);
+                double sum = 0.0;
+                if (finite) {
+                    sum = dot(g, in, flat);
+                } else {
+                    for (int64_t oh = 0; oh < s->oh; oh++) {
+                        sum += dot(g + oh * ld, in + oh * ld, s->ow);
+                    }
+                }
+                dw[o * kk + t] += (float)sum;
             }
         }
     }

@@ -225,6 +225,26 @@ def test_winograd_batches_split_into_chunks_match_torch(rng, torch, shape):
     close(dw, wt.grad.numpy())
 
 
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_depthwise_weight_gradient_ignores_inputs_no_window_reads(rng, bad):
+    """8 columns, 3x3 windows at stride 2 without padding: column 7 is never read, so an
+    infinity or NaN there must not reach the weight gradient (the depthwise kernel's flat
+    layout multiplies it by the zeros of an unused column)."""
+    x = f32(rng.standard_normal((2, 3, 7, 8)))
+    x[1, 2, 3, 7] = bad
+    w = f32(rng.standard_normal((3, 1, 3, 3)))
+    kw = dict(stride=2, padding=0, dilation=1, groups=3)
+    dy = f32(rng.standard_normal((2, 3, 3, 3)))
+    dw = np.zeros_like(w)
+    _C.conv2d_backward_weight(dy, x, dw, None, **kw)
+    clean = x.copy()
+    clean[1, 2, 3, 7] = 0.0
+    expected = np.zeros_like(w)
+    _C.conv2d_backward_weight(dy, clean, expected, None, **kw)
+    assert np.all(np.isfinite(dw))
+    assert_close(dw, expected)
+
+
 def test_padding_forms_agree(rng):
     x = f32(rng.standard_normal((1, 2, 6, 7)))
     w = f32(rng.standard_normal((3, 2, 3, 3)))
