@@ -203,8 +203,9 @@ def test_forward_in_channel_blocks_matches_reference(rng, case):
 
 @pytest.mark.parametrize("shape", [(5, 64, 64, 64), (33, 512, 7, 7)], ids=["5x64x64", "33x7x7"])
 def test_winograd_batches_split_into_chunks_match_torch(rng, torch, shape):
-    """Batches too large for one chunk of transformed tiles (16 MB): 3 images of 64x64 with 64
-    channels fit, so 5 run as 3 + 2; 28 of 7x7 with 512 channels, so 33 run as 17 + 16."""
+    """Batches too large for one chunk of transformed tiles (csrc/winograd.c: 4 MB, or half
+    the transformed filters up to 16 MB): no two 64x64 images with 64 channels fit, so 5 run
+    one by one; 28 of 7x7 with 512 channels, so 33 run as 17 + 16."""
     F = torch.nn.functional
     c = shape[1]
     x = f32(rng.standard_normal(shape))
