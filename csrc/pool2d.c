@@ -1,6 +1,7 @@
 #include "pool2d.h"
 
 #include <math.h>
+#include <stdint.h>
 #include "reduce.h"
 #include "threads.h"
 
@@ -31,40 +32,93 @@ wt_status pool2d_shape_init(pool2d_shape *s) {
     return WT_OK;
 }
 
+#define ROW_CHUNK 256 /* outputs of a row processed together by max-pool forward */
+
+/* One tap of a row of max-pool windows: for outputs i < n, take v = row[i * step] if no
+ * input was taken yet, if it is larger, or if it is NaN and the best so far is not (the
+ * first NaN wins and stays), recording its index base + i * step. Taps come in the window's
+ * scan order, so ties keep the first maximum, as PyTorch does. */
+WT_VECTOR_CLONES
+static void max_tap(float *restrict best, int32_t *restrict index, const float *restrict row,
+                    int64_t n, int64_t step, int32_t base) {
+    if (step == 2) {
+        for (int64_t i = 0; i < n; i++) {
+            const float v = row[2 * i], b = best[i];
+            const int take = (index[i] < 0) | (v > b) | ((v != v) & (b == b));
+            best[i] = take ? v : b;
+            index[i] = take ? base + (int32_t)(2 * i) : index[i];
+        }
+    } else {
+        for (int64_t i = 0; i < n; i++) {
+            const float v = row[i * step], b = best[i];
+            const int take = (index[i] < 0) | (v > b) | ((v != v) & (b == b));
+            best[i] = take ? v : b;
+            index[i] = take ? base + (int32_t)(i * step) : index[i];
+        }
+    }
+}
+
+/* Outputs [o0, o0 + n) of output row oh of plane xc: the taps in scan order, each a pass
+ * along the row (vectorised, stride-2 reads as shuffles). A window with no input at all
+ * (possible with ceil_mode) gets -inf and the index of its first padded position, as
+ * before; max-pool backward refuses it. */
+static void max_row_chunk(float *y, int64_t *argmax, const float *xc, int64_t oh, int64_t o0,
+                          int64_t n, const pool2d_shape *s) {
+    float best[ROW_CHUNK];
+    int32_t index[ROW_CHUNK];
+    for (int64_t i = 0; i < n; i++) {
+        best[i] = -INFINITY;
+        index[i] = -1;
+    }
+    for (int64_t ki = 0; ki < s->kh; ki++) {
+        const int64_t ih = oh * s->stride_h - s->pad_h + ki * s->dilation_h;
+        if (ih < 0 || ih >= s->h) {
+            continue;
+        }
+        for (int64_t kj = 0; kj < s->kw; kj++) {
+            const int64_t off = kj * s->dilation_w - s->pad_w;
+            /* outputs whose column o * stride + off lies in [0, W) */
+            int64_t lo = off >= 0 ? 0 : (-off + s->stride_w - 1) / s->stride_w;
+            int64_t hi = s->w - 1 - off < 0 ? 0 : (s->w - 1 - off) / s->stride_w + 1;
+            lo = lo > o0 ? lo : o0;
+            hi = hi < o0 + n ? hi : o0 + n;
+            if (lo >= hi) {
+                continue;
+            }
+            const int64_t col = lo * s->stride_w + off;
+            max_tap(best + (lo - o0), index + (lo - o0), xc + ih * s->w + col, hi - lo,
+                    s->stride_w, (int32_t)(ih * s->w + col));
+        }
+    }
+    for (int64_t i = 0; i < n; i++) {
+        y[i] = best[i];
+        if (index[i] >= 0) {
+            argmax[i] = index[i];
+            continue;
+        }
+        int64_t h0 = oh * s->stride_h - s->pad_h, w0 = (o0 + i) * s->stride_w - s->pad_w;
+        while (h0 < 0) {
+            h0 += s->dilation_h;
+        }
+        while (w0 < 0) {
+            w0 += s->dilation_w;
+        }
+        argmax[i] = h0 * s->w + w0;
+    }
+}
+
 wt_status maxpool2d_forward(float *y, int64_t *argmax, const float *x, const pool2d_shape *s) {
     const int64_t ohw = s->oh * s->ow, hw = s->h * s->w;
+    if (hw > INT32_MAX) {
+        return WT_ERR_TOO_LARGE;
+    }
 #pragma omp parallel for schedule(static) num_threads(wt_get_num_threads()) if (s->n * s->c * hw > WT_PARALLEL_MIN)
     for (int64_t p = 0; p < s->n * s->c; p++) {
-        const float *xc = x + p * hw;
         for (int64_t oh = 0; oh < s->oh; oh++) {
-            int64_t h0 = oh * s->stride_h - s->pad_h;
-            while (h0 < 0) {
-                h0 += s->dilation_h;
-            }
-            const int64_t h1 = oh * s->stride_h - s->pad_h + (s->kh - 1) * s->dilation_h + 1;
-            for (int64_t ow = 0; ow < s->ow; ow++) {
-                int64_t w0 = ow * s->stride_w - s->pad_w;
-                while (w0 < 0) {
-                    w0 += s->dilation_w;
-                }
-                const int64_t w1 = ow * s->stride_w - s->pad_w + (s->kw - 1) * s->dilation_w + 1;
-                int64_t best = h0 * s->w + w0;
-                float best_val = -INFINITY;
-                for (int64_t ih = h0; ih < h1 && ih < s->h; ih += s->dilation_h) {
-                    for (int64_t iw = w0; iw < w1 && iw < s->w; iw += s->dilation_w) {
-                        const float v = xc[ih * s->w + iw];
-                        if (v > best_val || isnan(v)) {
-                            best_val = v;
-                            best = ih * s->w + iw;
-                            if (isnan(v)) {
-                                goto done;
-                            }
-                        }
-                    }
-                }
-            done:
-                y[p * ohw + oh * s->ow + ow] = best_val;
-                argmax[p * ohw + oh * s->ow + ow] = best;
+            for (int64_t o0 = 0; o0 < s->ow; o0 += ROW_CHUNK) {
+                const int64_t n = s->ow - o0 < ROW_CHUNK ? s->ow - o0 : ROW_CHUNK;
+                const int64_t at = p * ohw + oh * s->ow + o0;
+                max_row_chunk(y + at, argmax + at, x + p * hw, oh, o0, n, s);
             }
         }
     }

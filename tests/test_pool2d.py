@@ -110,6 +110,18 @@ def test_max_pool_forward_matches_reference(rng, case):
     np.testing.assert_array_equal(idx, idx_ref)
 
 
+def test_max_pool_forward_long_rows_with_ties_match_reference(rng):
+    """Rows of 300 outputs (the kernel works through a row 256 outputs at a time) over values
+    rounded to a few levels, so most windows hold tied maxima: the first one in scan order
+    must win, as in the reference."""
+    x = f32(np.round(rng.standard_normal((2, 3, 5, 600)) * 2) / 2)
+    y, idx = _C.max_pool2d_forward(x, kernel_size=3, stride=2, padding=1)
+    y_ref, idx_ref = max_pool_ref(x, kernel=3, stride=2, padding=1, dilation=1, ceil_mode=False)
+    assert y.shape == (2, 3, 3, 300)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(idx, idx_ref)
+
+
 @pytest.mark.parametrize("case", MAX_CASES, ids=MAX_IDS)
 def test_max_pool_backward_by_central_differences(rng, case):
     x = spaced_values(rng, small(case[1]))  # no ties: the max is differentiable everywhere here
