@@ -67,13 +67,16 @@ int winograd_applies(const conv2d_shape *s) {
            (s->h + 3) * (s->w + 3) < INT_MAX && (s->oh + 3) * (s->ow + 3) < INT_MAX;
 }
 
-/* Floats of per-thread scratch: six transformed input rows, a row of zeros and a split row;
- * four output rows and 40 rows of partial transforms; four output-gradient rows, their six
+/* Floats of per-thread scratch: the six transformed rows of every tile row of a plane, a
+ * row of zeros and six split lines of all its tiles; four output rows and 40 rows of partial transforms; four output-gradient rows, their six
  * transformed rows and a split row; or 27 rows of filter taps (of C, or of 64 filters). */
 static int64_t row_scratch(const plan *p) {
+    const int64_t th = p->tiles / p->tiles_w;
     const int64_t rows = 14 * TILE * p->tiles_w + 20 + p->w;
+    const int64_t inputs = ALPHA * th * (TILE * p->tiles_w + 2) + p->w + ALPHA * p->tiles;
     const int64_t taps = 27 * (p->c > 64 ? p->c : 64);
-    return rows > taps ? rows : taps;
+    const int64_t most = rows > inputs ? rows : inputs;
+    return most > taps ? most : taps;
 }
 
 /* Transformed filters (or their gradient), one chunk's transformed inputs and outputs, and
@@ -240,40 +243,69 @@ static void split_row(float *restrict q, const float *restrict t, int64_t tiles)
     }
 }
 
+/* w[m * ld + r * tw + i] = t[r * width + 4 i + m], m < 6: the windows of every tile of a
+ * plane, from the rows t (one per tile row, width floats apart) of one 1-D transform. */
+WT_VECTOR_CLONES
+static void split_rows(float *restrict w, int64_t ld, const float *restrict t, int64_t width,
+                       int64_t th, int64_t tw) {
+    for (int64_t r = 0; r < th; r++) {
+        const float *row = t + r * width;
+        float *dst = w + r * tw;
+        for (int64_t i = 0; i < tw; i++) {
+            const float *a = row + TILE * i;
+            dst[i] = a[0];
+            dst[ld + i] = a[1];
+            dst[2 * ld + i] = a[2];
+            dst[3 * ld + i] = a[3];
+            dst[4 * ld + i] = a[4];
+            dst[5 * ld + i] = a[5];
+        }
+    }
+}
+
 /* v (36, C, ldv): B^T d B for every input tile of `images` images, column = image * tiles +
- * tile row * tiles_w + tile column. */
+ * tile row * tiles_w + tile column. Per plane: B^T down the rows of each tile row (six rows
+ * of t per tile row), then, for each of the six, the windows of all the plane's tiles split
+ * into six lines and B^T across them: a few long loops per plane rather than a dozen short
+ * ones per tile row. */
 static void transform_inputs(float *v, int64_t ldv, float *scratch, const float *x,
                              int64_t images, const plan *p, int nthreads) {
     const int64_t width = TILE * p->tiles_w + 2, ldp = p->c * ldv;
+    const int64_t th = p->tiles / p->tiles_w, tw = p->tiles_w, tiles = p->tiles;
     const int64_t lo = p->pad_left, hi = p->pad_left + p->w < width ? p->pad_left + p->w : width;
 #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (int64_t ic = 0; ic < images * p->c; ic++) {
         const int64_t img = ic / p->c, c = ic % p->c;
         const float *xc = x + ic * p->h * p->w;
-        float *t = scratch + wt_thread_id() * row_scratch(p), *zero = t + ALPHA * width;
-        float *q = zero + p->w;
+        float *t = scratch + wt_thread_id() * row_scratch(p), *zero = t + ALPHA * th * width;
+        float *w = zero + p->w;
         memset(zero, 0, (size_t)p->w * sizeof(float));
-        for (int k = 0; k < ALPHA; k++) {
-            memset(t + k * width, 0, (size_t)lo * sizeof(float));
-            memset(t + k * width + hi, 0, (size_t)(width - hi) * sizeof(float));
+        for (int64_t row = 0; row < ALPHA * th; row++) {
+            float *line = t + row * width;
+            for (int64_t j = 0; j < lo; j++) {
+                line[j] = 0.0f;
+            }
+            for (int64_t j = hi; j < width; j++) {
+                line[j] = 0.0f;
+            }
         }
-        for (int64_t r = 0; r < p->tiles / p->tiles_w; r++) {
+        for (int64_t r = 0; r < th; r++) {
             const float *d[6];
             for (int i = 0; i < ALPHA; i++) {
                 const int64_t row = TILE * r - p->pad_top + i;
                 d[i] = row >= 0 && row < p->h ? xc + row * p->w : zero;
             }
-            input_lines(t + lo, t + width + lo, t + 2 * width + lo, t + 3 * width + lo,
-                        t + 4 * width + lo, t + 5 * width + lo, d[0], d[1], d[2], d[3], d[4],
-                        d[5], hi - lo);
-            float *dst = v + c * ldv + img * p->tiles + r * p->tiles_w;
-            const int64_t tw = p->tiles_w, ld = tw + 1;
-            for (int k = 0; k < ALPHA; k++) {
-                float *o = dst + ALPHA * k * ldp;
-                split_row(q, t + k * width, tw);
-                input_lines(o, o + ldp, o + 2 * ldp, o + 3 * ldp, o + 4 * ldp, o + 5 * ldp, q,
-                            q + ld, q + 2 * ld, q + 3 * ld, q + 1, q + ld + 1, tw);
-            }
+            float *o = t + r * width + lo;
+            const int64_t ld = th * width;
+            input_lines(o, o + ld, o + 2 * ld, o + 3 * ld, o + 4 * ld, o + 5 * ld, d[0], d[1],
+                        d[2], d[3], d[4], d[5], hi - lo);
+        }
+        for (int k = 0; k < ALPHA; k++) {
+            split_rows(w, tiles, t + k * th * width, width, th, tw);
+            float *o = v + c * ldv + img * tiles + ALPHA * k * ldp;
+            input_lines(o, o + ldp, o + 2 * ldp, o + 3 * ldp, o + 4 * ldp, o + 5 * ldp, w,
+                        w + tiles, w + 2 * tiles, w + 3 * tiles, w + 4 * tiles, w + 5 * tiles,
+                        tiles);
         }
     }
 }
