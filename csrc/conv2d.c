@@ -9,6 +9,7 @@
 #include "depthwise.h"
 #include "reduce.h"
 #include "threads.h"
+#include "window.h"
 #include "winograd.h"
 
 
@@ -56,10 +57,8 @@ static int64_t tile_images(const conv2d_shape *s, int nthreads) {
     return g > 1 ? g : 1;
 }
 
-/* Per thread: the columns of one tile of images (none for one pointwise image: the input
- * is its own columns) and, for tiles of several images, the tile's output or output
- * gradient gathered into one matrix. After them, for the weight gradient, one dW
- * accumulator per chunk of the batch, reduced at the end. */
+/* The columns of one tile of images: none for one pointwise image (the input is its own
+ * columns). */
 static size_t cols_size(const conv2d_shape *s, int64_t images) {
     if (is_pointwise(s) && images == 1) {
         return 0;
@@ -84,10 +83,14 @@ static int64_t channel_block(const conv2d_shape *s, int64_t images) {
     return cb < 1 ? 1 : cb > cg ? cg : cb;
 }
 
+/* For tiles of several images, the tile's output or output gradient gathered into one
+ * matrix. */
 static size_t tile_size(const conv2d_shape *s, int64_t images) {
     return images == 1 ? 0 : (size_t)(s->oc / s->groups) * (size_t)(images * s->oh * s->ow);
 }
 
+/* Per thread: the columns and the gathered tile. After all threads' scratch, for the
+ * weight gradient, one dW accumulator per chunk of the batch, reduced at the end. */
 static size_t thread_size(const conv2d_shape *s, int64_t images) {
     return cols_size(s, images) + tile_size(s, images);
 }
@@ -106,22 +109,6 @@ size_t conv2d_workspace_size(const conv2d_shape *s, int nthreads) {
     return (size_t)nthreads * (thread_size(s, tile_images(s, nthreads)) + weight_size(s));
 }
 
-/* Output positions [lo, hi) along one axis whose input index pos*stride + off lies in
- * [0, size). */
-static void valid_range(int64_t off, int64_t stride, int64_t size, int64_t out, int64_t *lo,
-                        int64_t *hi) {
-    int64_t a = off >= 0 ? 0 : (-off + stride - 1) / stride;
-    int64_t b = size - 1 - off < 0 ? 0 : (size - 1 - off) / stride + 1;
-    if (b > out) {
-        b = out;
-    }
-    if (a > b) {
-        a = b;
-    }
-    *lo = a;
-    *hi = b;
-}
-
 /* Row r = (channel, ki, kj) of im2col: what tap (ki, kj) of every one of the OH x OW
  * windows reads from plane xc, zeros where it reads padding. One call per row rather than
  * per output row, so that short rows (7, 14, 28 outputs) are not each a call; a constant
@@ -131,7 +118,7 @@ static void im2col_row(float *restrict out, const float *restrict xc, int64_t ki
                        const conv2d_shape *s) {
     const int64_t off_w = kj * s->dilation_w - s->pad_left;
     int64_t lo, hi;
-    valid_range(off_w, s->stride_w, s->w, s->ow, &lo, &hi);
+    wt_valid_range(off_w, s->stride_w, s->w, s->ow, &lo, &hi);
     for (int64_t oh = 0; oh < s->oh; oh++, out += s->ow) {
         const int64_t ih = oh * s->stride_h - s->pad_top + ki * s->dilation_h;
         if (ih < 0 || ih >= s->h) {
@@ -196,7 +183,7 @@ static void col2im_add(float *dx, const float *cols, int64_t ld, int64_t channel
                 const float *col = cols + ((ci * s->kh + ki) * s->kw + kj) * ld;
                 const int64_t off_w = kj * s->dilation_w - s->pad_left;
                 int64_t lo, hi;
-                valid_range(off_w, s->stride_w, s->w, s->ow, &lo, &hi);
+                wt_valid_range(off_w, s->stride_w, s->w, s->ow, &lo, &hi);
                 for (int64_t oh = 0; oh < s->oh; oh++) {
                     const int64_t ih = oh * s->stride_h - s->pad_top + ki * s->dilation_h;
                     if (ih < 0 || ih >= s->h) {
@@ -297,7 +284,10 @@ static void forward_tile(float *y, float *ws, const float *x, const float *w, in
                                  (int)(nc * kk), 1.0f, w + g * ocg * kdim + c0 * kk, (int)kdim,
                                  cols, (int)ld, c0 > 0 ? 1.0f : 0.0f, out, (int)ld);
         }
-        for (int64_t i = 0; i < images && images > 1; i++) {
+        if (images == 1) {
+            continue;
+        }
+        for (int64_t i = 0; i < images; i++) {
             for (int64_t o = 0; o < ocg; o++) {
                 memcpy(y + (i * s->oc + g * ocg + o) * ohw, tile + o * ld + i * ohw,
                        (size_t)ohw * sizeof(float));

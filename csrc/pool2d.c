@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include "reduce.h"
 #include "threads.h"
+#include "window.h"
 
 static int64_t out_size(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t dilation,
                         int ceil_mode) {
@@ -77,9 +78,8 @@ static void max_row_chunk(float *y, int64_t *argmax, const float *xc, int64_t oh
         }
         for (int64_t kj = 0; kj < s->kw; kj++) {
             const int64_t off = kj * s->dilation_w - s->pad_w;
-            /* outputs whose column o * stride + off lies in [0, W) */
-            int64_t lo = off >= 0 ? 0 : (-off + s->stride_w - 1) / s->stride_w;
-            int64_t hi = s->w - 1 - off < 0 ? 0 : (s->w - 1 - off) / s->stride_w + 1;
+            int64_t lo, hi;
+            wt_valid_range(off, s->stride_w, s->w, s->ow, &lo, &hi);
             lo = lo > o0 ? lo : o0;
             hi = hi < o0 + n ? hi : o0 + n;
             if (lo >= hi) {
