@@ -7,6 +7,7 @@
  * instead of a short loop per row and tap. */
 #include "depthwise.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "reduce.h"
@@ -187,25 +188,6 @@ void depthwise_backward_data(float *dx, float *workspace, const float *dy, const
     }
 }
 
-/* 1 unless x[0, n) holds an infinity or a NaN (either times 0 is NaN). */
-WT_VECTOR_CLONES static int all_finite(const float *x, int64_t n) {
-    float acc[WT_LANES] = {0};
-    int64_t i = 0;
-    for (; i + WT_LANES <= n; i += WT_LANES) {
-        for (int k = 0; k < WT_LANES; k++) {
-            acc[k] += x[i + k] * 0.0f;
-        }
-    }
-    float sum = 0.0f;
-    for (; i < n; i++) {
-        sum += x[i] * 0.0f;
-    }
-    for (int k = 0; k < WT_LANES; k++) {
-        sum += acc[k];
-    }
-    return sum == 0.0f;
-}
-
 /* Each tap's gradient is a dot product of the flat dy with the shifted padded input, added
  * image by image: the same order on every run. The flat dot also multiplies the zeros of
  * the unused columns with inputs no window reads; an infinity or NaN there would make the
@@ -221,7 +203,9 @@ void depthwise_backward_weight(float *dw, float *workspace, const float *dy, con
         for (int64_t ni = 0; ni < s->n; ni++) {
             pad_plane(buf, x + (ni * s->c + o / mult) * s->h * s->w, s);
             to_flat(g, dy + (ni * s->oc + o) * ohw, s);
-            const int finite = all_finite(buf, (int64_t)plane_size(s));
+            /* a float sum of the plane is finite unless it holds an infinity or NaN (or
+             * overflows, which only costs the slower path) */
+            const int finite = isfinite(wt_sum(buf, (int64_t)plane_size(s)));
             for (int64_t t = 0; t < kk; t++) {
                 const float *in = buf + tap_offset(s, t);
                 double sum = 0.0;
