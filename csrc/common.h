@@ -10,7 +10,7 @@
 typedef enum {
     WT_OK = 0,
     WT_ERR_SHAPE = 1,     /* sizes inconsistent or an output dimension would be < 1 */
-    WT_ERR_TOO_LARGE = 2, /* a dimension exceeds what the BLAS (32-bit ints) accepts */
+    WT_ERR_TOO_LARGE = 2, /* a size exceeds 32-bit ints (the BLAS's, max-pool's indices) */
     WT_ERR_VALUE = 3      /* a hyperparameter or label is out of range */
 } wt_status;
 

@@ -122,6 +122,14 @@ def test_max_pool_forward_long_rows_with_ties_match_reference(rng):
     np.testing.assert_array_equal(idx, idx_ref)
 
 
+def test_max_pool_forward_refuses_planes_past_32_bit_indices():
+    """The kernel tracks each window's argmax as a 32-bit index into its plane: a plane of
+    more than 2^31 - 1 elements (here an empty batch, so nothing is allocated) is refused."""
+    x = np.empty((0, 1, 46341, 46341), np.float32)
+    with pytest.raises(ValueError, match=r"^max_pool2d_forward: .*too large.*2\^31-1"):
+        _C.max_pool2d_forward(x, kernel_size=2)
+
+
 @pytest.mark.parametrize("case", MAX_CASES, ids=MAX_IDS)
 def test_max_pool_backward_by_central_differences(rng, case):
     x = spaced_values(rng, small(case[1]))  # no ties: the max is differentiable everywhere here
