@@ -67,15 +67,20 @@ int winograd_applies(const conv2d_shape *s) {
            (s->h + 3) * (s->w + 3) < INT_MAX && (s->oh + 3) * (s->ow + 3) < INT_MAX;
 }
 
-/* Floats of per-thread scratch: the six transformed rows of every tile row of a plane, a
- * row of zeros and six split lines of all its tiles; four output rows and 40 rows of partial transforms; four output-gradient rows, their six
- * transformed rows and a split row; or 27 rows of filter taps (of C, or of 64 filters). */
+/* Floats of per-thread scratch, the most any transform needs: for the inputs, the six
+ * transformed rows of every tile row of a plane (rows of 4 tiles_w + 2), a row of zeros and
+ * six split lines of all its tiles; for the output gradients, the plane's rows padded the
+ * same way, their six transformed rows per tile row and six split lines; for the outputs,
+ * four output rows and 40 lines of partial transforms; or 27 rows of filter taps (of C, or
+ * of 64 filters). */
 static int64_t row_scratch(const plan *p) {
-    const int64_t th = p->tiles / p->tiles_w;
-    const int64_t rows = 14 * TILE * p->tiles_w + 20 + p->w;
-    const int64_t inputs = ALPHA * th * (TILE * p->tiles_w + 2) + p->w + ALPHA * p->tiles;
+    const int64_t th = p->tiles / p->tiles_w, width = TILE * p->tiles_w + 2;
+    const int64_t inputs = ALPHA * th * width + p->w + ALPHA * p->tiles;
+    const int64_t gradients = (TILE + ALPHA) * th * width + ALPHA * p->tiles;
+    const int64_t outputs = 14 * TILE * p->tiles_w;
     const int64_t taps = 27 * (p->c > 64 ? p->c : 64);
-    const int64_t most = rows > inputs ? rows : inputs;
+    int64_t most = inputs > gradients ? inputs : gradients;
+    most = most > outputs ? most : outputs;
     return most > taps ? most : taps;
 }
 
@@ -230,19 +235,6 @@ static void weight_lines(float *restrict o0, float *restrict o1, float *restrict
     }
 }
 
-/* q[k * (tiles + 1) + i] = t[4i + k]: a row split by tile so that tile i's window
- * t[4i .. 4i+5] is q0[i], q1[i], q2[i], q3[i], q0[i+1], q1[i+1]. */
-WT_VECTOR_CLONES
-static void split_row(float *restrict q, const float *restrict t, int64_t tiles) {
-    const int64_t ld = tiles + 1;
-    for (int64_t i = 0; i <= tiles; i++) {
-        q[i] = t[TILE * i];
-        q[ld + i] = t[TILE * i + 1];
-        q[2 * ld + i] = t[TILE * i + 2];
-        q[3 * ld + i] = t[TILE * i + 3];
-    }
-}
-
 /* w[m * ld + r * tw + i] = t[r * width + 4 i + m], m < 6: the windows of every tile of a
  * plane, from the rows t (one per tile row, width floats apart) of one 1-D transform. */
 WT_VECTOR_CLONES
@@ -355,36 +347,35 @@ static void transform_outputs(float *out, float *scratch, const float *m, int64_
     }
 }
 
-/* e (36, OC, lde): A g A^T for every 4x4 output-gradient tile, zero beyond OH, OW */
+/* e (36, OC, lde): A g A^T for every 4x4 output-gradient tile, zero beyond OH, OW. Laid
+ * out like the inputs: the plane's rows (two spare columns, so that split_rows may read
+ * six entries per tile, of which A's across pass uses four), A down the rows of each tile
+ * row, then the tiles' lines split and A across them. */
 static void transform_gradients(float *e, int64_t lde, float *scratch, const float *dy,
                                 int64_t images, const plan *p, int nthreads) {
-    const int64_t width = TILE * p->tiles_w, ldp = p->oc * lde;
+    const int64_t th = p->tiles / p->tiles_w, tw = p->tiles_w, tiles = p->tiles;
+    const int64_t width = TILE * tw + 2, ldp = p->oc * lde, ld = th * width;
 #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (int64_t io = 0; io < images * p->oc; io++) {
         const int64_t img = io / p->oc, o = io % p->oc;
         const float *dyc = dy + io * p->oh * p->ow;
-        float *g = scratch + wt_thread_id() * row_scratch(p), *t = g + TILE * width;
-        float *q = t + ALPHA * width;
-        memset(g, 0, (size_t)(TILE * width) * sizeof(float));
-        for (int64_t r = 0; r < p->tiles / p->tiles_w; r++) {
-            for (int i = 0; i < TILE; i++) {
-                float *row = g + i * width;
-                if (TILE * r + i < p->oh) {
-                    memcpy(row, dyc + (TILE * r + i) * p->ow, (size_t)p->ow * sizeof(float));
-                } else {
-                    memset(row, 0, (size_t)p->ow * sizeof(float));
-                }
-            }
-            gradient_lines(t, t + width, t + 2 * width, t + 3 * width, t + 4 * width,
-                           t + 5 * width, g, g + width, g + 2 * width, g + 3 * width, width);
-            float *dst = e + o * lde + img * p->tiles + r * p->tiles_w;
-            const int64_t tw = p->tiles_w, ld = tw + 1;
-            for (int k = 0; k < ALPHA; k++) {
-                float *out = dst + ALPHA * k * ldp;
-                split_row(q, t + k * width, tw);
-                gradient_lines(out, out + ldp, out + 2 * ldp, out + 3 * ldp, out + 4 * ldp,
-                               out + 5 * ldp, q, q + ld, q + 2 * ld, q + 3 * ld, tw);
-            }
+        float *g = scratch + wt_thread_id() * row_scratch(p), *t = g + TILE * ld;
+        float *w = t + ALPHA * ld;
+        memset(g, 0, (size_t)(TILE * ld) * sizeof(float));
+        for (int64_t oh = 0; oh < p->oh; oh++) {
+            memcpy(g + oh * width, dyc + oh * p->ow, (size_t)p->ow * sizeof(float));
+        }
+        for (int64_t r = 0; r < th; r++) {
+            const float *a = g + TILE * r * width;
+            float *out = t + r * width;
+            gradient_lines(out, out + ld, out + 2 * ld, out + 3 * ld, out + 4 * ld, out + 5 * ld,
+                           a, a + width, a + 2 * width, a + 3 * width, width);
+        }
+        for (int k = 0; k < ALPHA; k++) {
+            split_rows(w, tiles, t + k * ld, width, th, tw);
+            float *out = e + o * lde + img * tiles + ALPHA * k * ldp;
+            gradient_lines(out, out + ldp, out + 2 * ldp, out + 3 * ldp, out + 4 * ldp,
+                           out + 5 * ldp, w, w + tiles, w + 2 * tiles, w + 3 * tiles, tiles);
         }
     }
 }
