@@ -4,8 +4,8 @@ This machine's speed drifts by tens of percent within minutes, so comparing a ke
 across two runs of kernels.py mostly measures the drift. Here each build's compiled module
 is loaded side by side and the conv ops of ResNet-18 are timed interleaved -- every build
 and torch once per repetition, the order rotating -- so a slow minute hits all of them
-alike. Two copies of one build still differ by up to ~5% per op: read smaller differences
-as noise, and check a change with a copy of the baseline as a third build.
+alike. Two copies of one build still differ by about 2 % on most layers and up to 10 % on
+the 56x56 Winograd layer: check a change with a copy of the baseline as a third build.
 
     # build A, keep its module; build B, keep it; compare
     python setup.py build_ext --inplace && cp python/weitiao/_C*.so /tmp/a.so
