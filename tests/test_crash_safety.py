@@ -330,11 +330,14 @@ def test_kernels_release_the_gil():
     previous = weitiao.get_num_threads()
     weitiao.set_num_threads(1)
     try:
-        x = np.ones((16, 64, 56, 56), np.float32)
         w = np.ones((64, 64, 3, 3), np.float32)
-        began = time.perf_counter()
-        _C.conv2d_forward(x, w, padding=1)
-        call = time.perf_counter() - began
+        batch, call = 8, 0.0
+        while call < 0.05 and batch <= 256:  # a call long enough to tell the cases apart
+            batch *= 2
+            x = np.ones((batch, 64, 56, 56), np.float32)
+            began = time.perf_counter()
+            _C.conv2d_forward(x, w, padding=1)
+            call = time.perf_counter() - began
         worker = threading.Thread(target=lambda: [_C.conv2d_forward(x, w, padding=1)
                                                   for _ in range(3)])
         longest, last = 0.0, time.perf_counter()
@@ -344,5 +347,5 @@ def test_kernels_release_the_gil():
             longest, last = max(longest, now - last), now
     finally:
         weitiao.set_num_threads(previous)
-    assert call > 0.02, call  # long enough to tell the two cases apart
+    assert call > 0.02, call
     assert longest < call / 2, f"this thread stalled {longest:.3f} s during {call:.3f} s calls"

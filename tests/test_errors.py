@@ -57,7 +57,9 @@ def base_calls():
                                 grad_weight=np.zeros((3, 5), np.float32),
                                 grad_bias=np.zeros(3, np.float32)),
         "cross_entropy": dict(logits=f32(rng.standard_normal((4, 5))),
-                              labels=np.array([0, 4, 2, 1])),
+                              labels=np.array([0, 4, 2, 1]), weight=f32(np.ones(5))),
+        "soft_cross_entropy": dict(logits=f32(rng.standard_normal((4, 5))),
+                                   targets=f32(np.full((4, 5), 0.2)), weight=f32(np.ones(5))),
         "dropout_forward": dict(x=v, p=0.5, seed=1),
         "dropout_backward": dict(grad_out=v, mask=mask, p=0.5),
         "sgd_step": dict(param=v.copy(), grad=v * 2, momentum_buffer=np.zeros_like(v), lr=0.1,
@@ -94,7 +96,8 @@ KINDS = {
     "linear_forward": {"x": "in", "weight": "in", "bias": "opt_in"},
     "linear_backward": {"grad_out": "in", "x": "in", "weight": "in",
                         "grad_weight": "opt_inplace", "grad_bias": "opt_inplace"},
-    "cross_entropy": {"logits": "in", "labels": "int"},
+    "cross_entropy": {"logits": "in", "labels": "int", "weight": "opt_in"},
+    "soft_cross_entropy": {"logits": "in", "targets": "in", "weight": "opt_in"},
     "dropout_forward": {"x": "any"},
     "dropout_backward": {"grad_out": "any", "mask": "mask"},
     "sgd_step": {"param": "inplace_any", "grad": "in", "momentum_buffer": "opt_inplace"},
@@ -397,8 +400,9 @@ def test_zero_batch_works_and_gives_empty_results(fn):
         # Batch-like leading axes become 0: NCHW tensors, (N, IN) matrices, labels, and the
         # elementwise functions' arrays. Per-channel and weight arrays keep their shapes.
         batched = a.ndim == 4 and arg not in ("weight", "grad_weight") or \
-            fn in ("linear_forward", "linear_backward", "cross_entropy") and arg in (
-                "x", "grad_out", "logits", "labels") or \
+            fn in ("linear_forward", "linear_backward", "cross_entropy",
+                   "soft_cross_entropy") and arg in (
+                "x", "grad_out", "logits", "labels", "targets") or \
             fn in ("relu_forward", "relu_backward", "relu6_forward", "relu6_backward", "add",
                    "dropout_forward", "dropout_backward", "sgd_step")
         if batched:

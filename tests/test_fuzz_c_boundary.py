@@ -84,7 +84,8 @@ SIGNATURES = {
     "linear_forward": (["x", "weight", "bias"], []),
     "linear_backward": (["grad_out", "x", "weight", "grad_weight", "grad_bias",
                          "need_input_grad"], []),
-    "cross_entropy": (["logits", "labels", "label_smoothing", "need_grad"], []),
+    "cross_entropy": (["logits", "labels", "label_smoothing", "need_grad", "weight"], []),
+    "soft_cross_entropy": (["logits", "targets", "label_smoothing", "need_grad", "weight"], []),
     "dropout_forward": (["x", "p", "seed"], []),
     "dropout_backward": (["grad_out", "mask", "p"], []),
     "sgd_step": (["param", "grad", "momentum_buffer"],
@@ -97,7 +98,8 @@ NO_ARGS = ("get_num_threads", "blas_info", "array_cache_handler", "array_cache_i
 
 # How each array argument is used: "in" a float32 input of fixed rank, "any" a float32 input
 # of any rank, "inplace" updated in place, "int" an integer input, "mask" dropout's uint8
-# mask, "shape" an input_shape tuple.
+# mask, "shape" an input_shape tuple, "probs" a float32 input whose values must lie in
+# [0, 1] (other values are refused).
 ROLES = {
     "conv2d_forward": {"x": "in", "weight": "in", "bias": "in"},
     "conv2d_backward_data": {"grad_out": "in", "weight": "in", "input_shape": "shape"},
@@ -123,7 +125,8 @@ ROLES = {
     "linear_forward": {"x": "in", "weight": "in", "bias": "in"},
     "linear_backward": {"grad_out": "in", "x": "in", "weight": "in", "grad_weight": "inplace",
                         "grad_bias": "inplace"},
-    "cross_entropy": {"logits": "in", "labels": "int"},
+    "cross_entropy": {"logits": "in", "labels": "int", "weight": "probs"},
+    "soft_cross_entropy": {"logits": "in", "targets": "probs", "weight": "probs"},
     "dropout_forward": {"x": "any"},
     "dropout_backward": {"grad_out": "any", "mask": "mask"},
     "sgd_step": {"param": "inplace", "grad": "any", "momentum_buffer": "inplace"},
@@ -142,6 +145,7 @@ HYPERS = {
     "batch_norm2d_backward": ["training", "need_input_grad"],
     "linear_backward": ["need_input_grad"],
     "cross_entropy": ["label_smoothing", "need_grad"],
+    "soft_cross_entropy": ["label_smoothing", "need_grad"],
     "dropout_forward": ["p", "seed"],
     "dropout_backward": ["p"],
     "sgd_step": ["lr", "momentum", "dampening", "weight_decay", "nesterov", "first_step"],
@@ -498,9 +502,11 @@ def expected_results(fn: str, a: dict):
         if fn == "linear_forward":
             return [((n, fout), f32)]
         return [((n, fin), f32)] if bool(a.get("need_input_grad", True)) else ["none"]
-    if fn == "cross_entropy":
+    if fn in ("cross_entropy", "soft_cross_entropy"):
         n, k = shape("logits")
         _expect_shape(a, "labels", (n,))
+        _expect_shape(a, "targets", (n, k))
+        _expect_shape(a, "weight", (k,))
         if k < 1:
             raise Mismatch("accepted logits without classes")
         return ["float"] + ([((n, k), f32)] if bool(a.get("need_grad", True)) else ["none"])
@@ -1039,7 +1045,13 @@ if st is not None:
         n, k = draw(st.integers(0, 5)), draw(st.integers(1, 6))
         dtype = draw(st.sampled_from(["int64", "int32", "int8", "uint8", "uint16", "uint64",
                                       "int16"]))
-        kw_ = {"logits": A(draw, (n, k)), "labels": A(draw, (n,), f"index:0:{k}", dtype)}
+        kw_ = {"logits": A(draw, (n, k))}
+        if fn == "cross_entropy":
+            kw_["labels"] = A(draw, (n,), f"index:0:{k}", dtype)
+        else:
+            kw_["targets"] = A(draw, (n, k), "bits")
+        if draw(st.booleans()):
+            kw_["weight"] = A(draw, (k,), "pos")
         if draw(st.booleans()):
             kw_["label_smoothing"] = V(draw(st.floats(0, 1)))
         if draw(st.booleans()):
@@ -1084,7 +1096,7 @@ if st is not None:
         **{f: elementwise_case for f in ("relu_forward", "relu_backward", "relu6_forward",
                                          "relu6_backward", "add")},
         "linear_forward": linear_case, "linear_backward": linear_case,
-        "cross_entropy": loss_case,
+        "cross_entropy": loss_case, "soft_cross_entropy": loss_case,
         "dropout_forward": dropout_case, "dropout_backward": dropout_case,
         "sgd_step": sgd_case,
     }

@@ -118,6 +118,11 @@ def entries():
         "cross_entropy": (dict(logits=f32(4, 5), labels=np.array([0, 4, 2, 1])),
                           dict(logits=strided(f32(4, 5)), labels=np.array([0, 4, 2, 9], np.int32)),
                           ValueError),
+        # targets and weights are checked by the kernel, after the gradient is allocated
+        "soft_cross_entropy": (
+            dict(logits=f32(4, 5), targets=f32(4, 5, fill=0.2), weight=f32(5, fill=1)),
+            dict(logits=strided(f32(4, 5)), targets=f32(4, 5, fill=0.2),
+                 weight=strided(f32(5, fill=-1))), ValueError),
         "dropout_forward": (dict(x=v, p=0.5, seed=1), dict(x=strided(v), p=1.5, seed=1),
                             ValueError),
         "dropout_backward": (dict(grad_out=v, mask=mask, p=0.5),
