@@ -647,18 +647,16 @@ def default_pipeline(config, train: bool = False) -> Compose:
 
     Both use ``config.interpolation``. The leading ConvertMode turns grayscale or RGBA
     inputs into the 3 channels the normalisation expects and leaves RGB images alone.
-    Output: float32 (3, input_size, input_size).
+    Output: float32 (3, input_size, input_size). These are
+    ``augment.train_pipeline(config, "standard")`` and
+    ``augment.eval_pipeline(config, crop=True)``, whatever the default preset is; other
+    presets are in ``weitiao.data.augment``.
 
     >>> from weitiao.models.config import ModelConfig
     >>> default_pipeline(ModelConfig(input_size=32, resize_size=36))(
     ...     np.zeros((40, 50), np.uint8)).shape
     (3, 32, 32)
     """
-    head = [ConvertMode("RGB")] if len(config.mean) == 3 else []
-    if train:
-        geometry = [RandomResizedCrop(config.input_size, interpolation=config.interpolation),
-                    RandomHorizontalFlip()]
-    else:
-        geometry = [Resize(config.resize_size, interpolation=config.interpolation),
-                    CenterCrop(config.input_size)]
-    return Compose(head + geometry + [ToArray(), Normalize(config.mean, config.std)])
+    from .augment import eval_pipeline, train_pipeline  # augment builds on this module
+
+    return train_pipeline(config, "standard") if train else eval_pipeline(config, crop=True)
