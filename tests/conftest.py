@@ -1,4 +1,4 @@
-"""Shared helpers for the tests of weitiao._C.
+"""Shared helpers: for the tests of weitiao._C, and test images for the data transforms.
 
 Each kernel is checked three ways (see STYLE.md, "Tests"): against a naive NumPy reference
 written in its test file, by float64 central differences of that reference for the backward
@@ -6,6 +6,7 @@ passes, and against PyTorch through the ``torch`` fixture (those tests skip with
 """
 import numpy as np
 import pytest
+from PIL import Image
 
 # Tolerances for float32 kernels on well-conditioned ops, stated once. Every test that passes
 # other values says why in a comment.
@@ -71,3 +72,13 @@ def spaced_values(rng, shape, gap=0.01):
     n = int(np.prod(shape))
     values = (np.arange(n) - n // 2 + 0.5) * gap
     return f32(rng.permutation(values).reshape(shape))
+
+
+def photo(h, w, mode="RGB", seed=0):
+    """A random-noise PIL image of height h and width w."""
+    rng = np.random.default_rng(seed)
+    shape = (h, w, 3) if mode in ("RGB", "P") else (h, w)
+    img = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8))
+    if mode == "P":
+        return img.convert("P")
+    return img.convert(mode) if img.mode != mode else img

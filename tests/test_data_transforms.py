@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import photo
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageOps
@@ -15,16 +16,6 @@ from weitiao.data.transforms import (CenterCrop, Compose, ConvertMode, Normalize
                                      RandomHorizontalFlip, RandomResizedCrop, Resize, ToArray,
                                      default_pipeline)
 from weitiao.models.config import ModelConfig
-
-
-def photo(h, w, mode="RGB", seed=0):
-    """A random-noise PIL image of height h and width w."""
-    rng = np.random.default_rng(seed)
-    shape = (h, w, 3) if mode in ("RGB", "P") else (h, w)
-    img = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8))
-    if mode == "P":
-        return img.convert("P")
-    return img.convert(mode) if img.mode != mode else img
 
 
 def tv_center_crop(img, th, tw):
@@ -391,8 +382,9 @@ def test_default_train_pipeline_shape_and_determinism():
     assert eval_names == ["ConvertMode", "Resize", "CenterCrop", "ToArray", "Normalize"]
 
 
-@pytest.mark.parametrize("module", ["__init__", "functional", "transforms", "image_files",
-                                    "datasets", "splits", "fashion_mnist", "elpv", "loader"])
+@pytest.mark.parametrize("module", ["__init__", "functional", "transforms", "augment",
+                                    "image_files", "datasets", "splits", "fashion_mnist",
+                                    "elpv", "loader"])
 def test_docstring_examples_run(module):
     import doctest
     import importlib

@@ -21,13 +21,19 @@ from .fashion_mnist import FashionMNIST
 from .image_files import IMG_EXTENSIONS, ImageReadError, SkippedSample
 from .loader import DataLoader
 from .splits import random_split, stratified_split
-from .transforms import (CenterCrop, Compose, ConvertMode, Normalize, RandomHorizontalFlip,
-                         RandomResizedCrop, Resize, ToArray, Transform, default_pipeline)
+from .augment import (AUGMENT_PRESETS, DEFAULT_AUGMENT, Preset, eval_pipeline,
+                      preset_eval_crop, train_pipeline)
+from .transforms import (CenterCrop, ColorJitter, Compose, ConvertMode, Normalize,
+                         RandomAffine, RandomHorizontalFlip, RandomResizedCrop, RandomRot90,
+                         RandomRotation, RandomVerticalFlip, Resize, ToArray, Transform,
+                         default_pipeline)
 
 __all__ = [
-    "ArrayDataset", "CenterCrop", "Compose", "ConvertMode", "DataLoader", "Dataset", "ELPV",
-    "FashionMNIST", "FileDataset", "IMG_EXTENSIONS", "ImageFolder", "ImageReadError",
-    "Normalize", "RandomHorizontalFlip", "RandomResizedCrop", "Resize", "SkippedSample",
-    "Subset", "ToArray", "Transform", "default_pipeline", "functional", "random_split",
-    "stratified_split",
+    "AUGMENT_PRESETS", "ArrayDataset", "CenterCrop", "ColorJitter", "Compose", "ConvertMode",
+    "DEFAULT_AUGMENT", "DataLoader", "Dataset", "ELPV", "FashionMNIST", "FileDataset",
+    "IMG_EXTENSIONS", "ImageFolder", "ImageReadError", "Normalize", "Preset", "RandomAffine",
+    "RandomHorizontalFlip", "RandomResizedCrop", "RandomRot90", "RandomRotation",
+    "RandomVerticalFlip", "Resize", "SkippedSample", "Subset", "ToArray", "Transform",
+    "default_pipeline", "eval_pipeline", "functional", "preset_eval_crop", "random_split",
+    "stratified_split", "train_pipeline",
 ]

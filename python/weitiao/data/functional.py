@@ -1,5 +1,6 @@
 """The image operations behind the transforms, one function each, as torchvision's
-``transforms.functional``: sizes, crop, resize, flip, mode conversion, to-array, normalise.
+``transforms.functional``: sizes, crop, resize, flips and quarter turns, rotation and affine
+warps, brightness/contrast/saturation, mode conversion, to-array, normalise.
 
 Three kinds of image are accepted everywhere:
 
@@ -8,9 +9,9 @@ Three kinds of image are accepted everywhere:
 - a floating NumPy array laid out (C, H, W), as torchvision's tensors (what ``ToArray``
   makes; (N, C, H, W) float32 datasets hand these out).
 
-Geometric operations return the kind they were given. Resizing always goes through Pillow
-(floating arrays channel by channel in Pillow's 32-bit float mode "F"), so a PIL image and
-the same pixels as an array give the same result.
+Geometric operations return the kind they were given. Resizing, rotation and affine warps
+always go through Pillow (floating arrays channel by channel in Pillow's 32-bit float mode
+"F"), so a PIL image and the same pixels as an array give the same result.
 
 >>> import numpy as np
 >>> img = np.zeros((4, 6, 3), dtype=np.uint8)
@@ -19,10 +20,11 @@ the same pixels as an array give the same result.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageEnhance
 
 INTERPOLATIONS = {
     "nearest": Image.Resampling.NEAREST,
@@ -158,6 +160,178 @@ def hflip(img):
     return np.ascontiguousarray(img[:, :, ::-1])
 
 
+def vflip(img):
+    """The image mirrored top to bottom.
+
+    >>> vflip(np.array([[1], [2], [3]], dtype=np.uint8)).tolist()
+    [[3], [2], [1]]
+    """
+    kind = _kind(img)
+    if kind == "pil":
+        return img.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+    if kind == "hwc":
+        return np.ascontiguousarray(img[::-1])
+    return np.ascontiguousarray(img[:, ::-1])
+
+
+_QUARTER_TURNS = {1: Image.Transpose.ROTATE_90, 2: Image.Transpose.ROTATE_180,
+                  3: Image.Transpose.ROTATE_270}
+
+
+def rot90(img, k: int = 1):
+    """The image turned ``k`` quarter turns counter-clockwise (``np.rot90`` on the spatial
+    axes, Pillow's ``Image.transpose`` for PIL images): exact, no interpolation. Odd ``k``
+    swap height and width. ``k`` is taken modulo 4; k = 0 returns the image itself.
+
+    >>> rot90(np.array([[1, 2], [3, 4]], dtype=np.uint8)).tolist()
+    [[2, 4], [1, 3]]
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise ValueError(f"rot90: k must be an int, got {k!r}")
+    kind = _kind(img)
+    k = int(k) % 4
+    if k == 0:
+        return img
+    if kind == "pil":
+        return img.transpose(_QUARTER_TURNS[k])
+    axes = (0, 1) if kind == "hwc" else (1, 2)
+    return np.ascontiguousarray(np.rot90(img, k, axes=axes))
+
+
+# Pillow's rotate and transform resample with these three filters only (as torchvision's
+# rotate and affine).
+WARP_INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
+
+
+def _warp_filter(interpolation: str, what: str) -> Image.Resampling:
+    if str(interpolation).lower() not in WARP_INTERPOLATIONS:
+        raise ValueError(f"{what}: interpolation must be one of {list(WARP_INTERPOLATIONS)}, "
+                         f"got {interpolation!r}")
+    return pil_interpolation(interpolation)
+
+
+def _fills(fill, bands: int, what: str) -> list[float]:
+    """One fill value per band from a number or a sequence of ``bands`` numbers."""
+    many = isinstance(fill, (Sequence, np.ndarray)) and not isinstance(fill, str)
+    values = list(fill) if many else [fill]
+    if len(values) == 1:
+        values = values * bands
+    if len(values) != bands:
+        raise ValueError(f"{what}: fill has {len(values)} values for an image with {bands} "
+                         f"channels")
+    return [float(v) for v in values]
+
+
+def _warp(img, op, fill, what: str):
+    """Apply ``op(pil_image, fillcolor)``, a Pillow geometric operation, to an image of any
+    kind: PIL images directly, uint8 arrays as the PIL image of the same pixels (channel by
+    channel in mode "L" when Pillow has no mode for their channel count), floating (C, H, W)
+    arrays channel by channel in mode "F" so no rounding happens. Integer modes get their
+    fill truncated to int, as torchvision does."""
+    kind = _kind(img)
+    if kind == "pil":
+        fills = _fills(fill, len(img.getbands()), what)
+        if img.mode != "F":
+            fills = [int(v) for v in fills]
+        return op(img, fills[0] if len(fills) == 1 else tuple(fills))
+    if kind == "chw":
+        fills = _fills(fill, img.shape[0], what)
+        planes = [np.asarray(op(Image.fromarray(np.ascontiguousarray(img[c], np.float32)),
+                                fills[c])) for c in range(img.shape[0])]
+        return np.stack(planes)
+    fills = [int(v) for v in _fills(fill, 1 if img.ndim == 2 else img.shape[2], what)]
+    if img.ndim == 2:
+        return np.asarray(op(Image.fromarray(np.ascontiguousarray(img)), fills[0]))
+    if img.shape[2] in (3, 4):
+        return np.asarray(op(Image.fromarray(np.ascontiguousarray(img)), tuple(fills)))
+    planes = [np.asarray(op(Image.fromarray(np.ascontiguousarray(img[:, :, c])), fills[c]))
+              for c in range(img.shape[2])]
+    return np.stack(planes, axis=2)
+
+
+def rotate(img, angle: float, interpolation: str = "nearest", expand: bool = False,
+           center: Sequence[float] | None = None, fill=0):
+    """The image rotated ``angle`` degrees counter-clockwise about ``center`` (x, y in
+    pixels from the top-left corner; default the image centre) with Pillow's
+    ``Image.rotate``, as torchvision's ``rotate`` on PIL images. ``expand`` grows the output
+    to hold the whole rotated image; otherwise the size is kept and corners are cut.
+    ``fill`` (a number or one per channel, in the image's own units) paints the area that
+    comes from outside the input. ``interpolation``: "nearest", "bilinear" or "bicubic".
+
+    >>> rotate(np.array([[1, 2], [3, 4]], dtype=np.uint8), 90).tolist()
+    [[2, 4], [1, 3]]
+    """
+    resample = _warp_filter(interpolation, "rotate")
+    centre = None if center is None else (float(center[0]), float(center[1]))
+
+    def op(im, fillcolor):
+        return im.rotate(float(angle), resample, expand=bool(expand), center=centre,
+                         fillcolor=fillcolor)
+
+    return _warp(img, op, fill, "rotate")
+
+
+def inverse_affine_matrix(center: Sequence[float], angle: float,
+                          translate: Sequence[float], scale: float,
+                          shear: Sequence[float]) -> tuple[float, ...]:
+    """The six coefficients (a, b, c, d, e, f) Pillow's ``Image.transform(..., AFFINE)``
+    takes, mapping each output pixel (x, y) back to the input point
+    (a x + b y + c, d x + e y + f), for torchvision's affine warp.
+
+    The forward map (x right, y down, angles in degrees) is
+    ``p' = center + translate + scale * R(angle) Sy(shear_y) Sx(shear_x) (p - center)``:
+    shear and rotation about the centre, then the translation, with everything scaled about
+    the centre. R(t) = [[cos t, -sin t], [sin t, cos t]] turns a picture clockwise (y points
+    down), Sx(s) = [[1, -tan s], [0, 1]] and Sy(s) = [[1, 0], [-tan s, 1]]. The product
+    L = R Sy Sx has determinant 1, so its inverse is its adjugate and the inverse map is
+    ``p = center + adj(L) (p' - center - translate) / scale``.
+
+    >>> [round(v, 6) + 0.0 for v in inverse_affine_matrix((2, 2), 0, (1, 0), 2.0, (0, 0))]
+    [0.5, 0.0, 0.5, 0.0, 0.5, 1.0]
+    """
+    t = math.radians(angle)
+    sx, sy = math.radians(shear[0]), math.radians(shear[1])
+    # L = R(t) Sy(sy) Sx(sx) multiplied out: R(t) Sy(sy) = [[cos(t - sy) / cos sy, -sin t],
+    # [sin(t - sy) / cos sy, cos t]], and the product with Sx(sx) adds -tan sx times
+    # column 0 to column 1
+    l00 = math.cos(t - sy) / math.cos(sy)
+    l10 = math.sin(t - sy) / math.cos(sy)
+    l01 = -l00 * math.tan(sx) - math.sin(t)
+    l11 = -l10 * math.tan(sx) + math.cos(t)
+    # adj(L) / scale
+    a, b = l11 / scale, -l01 / scale
+    d, e = -l10 / scale, l00 / scale
+    cx, cy = float(center[0]), float(center[1])
+    ox, oy = cx + float(translate[0]), cy + float(translate[1])  # where the centre lands
+    return a, b, cx - a * ox - b * oy, d, e, cy - d * ox - e * oy
+
+
+def affine(img, angle: float, translate: Sequence[float], scale: float,
+           shear: Sequence[float], interpolation: str = "nearest", fill=0,
+           center: Sequence[float] | None = None):
+    """torchvision's ``affine`` on PIL images: rotate ``angle`` degrees **clockwise** (the
+    convention of torchvision's affine, opposite to ``rotate``) and shear by
+    ``shear`` = (x, y) degrees about ``center`` (default the image centre, (w/2, h/2)),
+    scale by ``scale`` about it, and move by ``translate`` = (tx, ty) pixels; the size is
+    kept. The warp is Pillow's ``Image.transform(size, AFFINE, inverse_affine_matrix(...))``;
+    ``fill`` paints what comes from outside the input.
+
+    >>> affine(np.array([[1, 2, 3]], dtype=np.uint8), 0, (1, 0), 1.0, (0, 0)).tolist()
+    [[0, 1, 2]]
+    """
+    resample = _warp_filter(interpolation, "affine")
+    h, w = image_size(img)
+    if center is None:
+        center = (w * 0.5, h * 0.5)
+    matrix = inverse_affine_matrix(center, angle, translate, scale, shear)
+
+    def op(im, fillcolor):
+        return im.transform(im.size, Image.Transform.AFFINE, matrix, resample,
+                            fillcolor=fillcolor)
+
+    return _warp(img, op, fill, "affine")
+
+
 def resized_output_size(height: int, width: int, size: int | Sequence[int],
                         max_size: int | None = None) -> tuple[int, int]:
     """The (height, width) torchvision's ``Resize(size, max_size=...)`` produces.
@@ -257,6 +431,91 @@ def convert_mode(img, mode: str):
     if kind == "hwc":
         return np.ascontiguousarray(out[:, :, 0] if mode == "L" else out)
     return np.ascontiguousarray(out.transpose(2, 0, 1), dtype=img.dtype)
+
+
+# torchvision's rgb_to_grayscale weights for tensors (ITU-R 601-2 luma, rounded as there)
+_GREY_WEIGHTS = (0.2989, 0.587, 0.114)
+
+
+def _enhance(img, enhancer, factor: float, what: str):
+    """Pillow's ``ImageEnhance`` on a PIL image or on the PIL image of a uint8 array."""
+    if isinstance(img, Image.Image):
+        if img.mode not in ("L", "RGB"):
+            raise ValueError(f"{what}: expected an 'L' or 'RGB' image, got mode {img.mode!r} "
+                             f"(put ConvertMode('RGB') first)")
+        return getattr(ImageEnhance, enhancer)(img).enhance(factor)
+    c = 1 if img.ndim == 2 else img.shape[2]
+    if c not in (1, 3):
+        raise ValueError(f"{what}: expected 1 or 3 channels, got {c}")
+    pil = Image.fromarray(np.ascontiguousarray(img[:, :, 0] if img.ndim == 3 and c == 1
+                                               else img))
+    out = np.asarray(getattr(ImageEnhance, enhancer)(pil).enhance(factor))
+    return out[:, :, None] if img.ndim == 3 and c == 1 else out
+
+
+def _float_grey(img: np.ndarray, what: str) -> np.ndarray:
+    """(1, H, W) grey plane of a floating 1- or 3-channel (C, H, W) array."""
+    if img.shape[0] == 1:
+        return img
+    if img.shape[0] != 3:
+        raise ValueError(f"{what}: expected 1 or 3 channels, got {img.shape[0]}")
+    w = np.asarray(_GREY_WEIGHTS, dtype=img.dtype).reshape(3, 1, 1)
+    return (img * w).sum(axis=0, keepdims=True)
+
+
+def _blend(img: np.ndarray, other, factor: float) -> np.ndarray:
+    """factor * img + (1 - factor) * other, clipped to [0, 1], in img's dtype."""
+    out = factor * img + (1.0 - factor) * other
+    return np.clip(out, 0.0, 1.0).astype(img.dtype, copy=False)
+
+
+def adjust_brightness(img, factor: float):
+    """Blend with a black image: 0 gives black, 1 the image, 2 twice as bright. PIL images
+    and uint8 arrays use Pillow's ``ImageEnhance.Brightness`` (torchvision's PIL path);
+    floating (C, H, W) arrays ``clip(factor * img, 0, 1)`` (its tensor path).
+
+    >>> adjust_brightness(np.full((1, 1, 2), 0.25, np.float32), 2.0).ravel().tolist()
+    [0.5, 0.5]
+    """
+    if _kind(img) == "chw":
+        return _blend(img, 0.0, factor)
+    return _enhance(img, "Brightness", factor, "adjust_brightness")
+
+
+def adjust_contrast(img, factor: float):
+    """Blend with the mean grey level of the whole image (torchvision's rule): 0 gives a
+    flat grey image, 1 the image. PIL images and uint8 arrays use Pillow's
+    ``ImageEnhance.Contrast`` (the mean of the "L" image, rounded to an int); floating
+    (C, H, W) arrays blend with the mean of the luma 0.2989 R + 0.587 G + 0.114 B (of the
+    one channel for grey images) and clip to [0, 1].
+
+    >>> adjust_contrast(np.array([[[0.0, 1.0]]], np.float32), 0.5).ravel().tolist()
+    [0.25, 0.75]
+    """
+    if _kind(img) == "chw":
+        return _blend(img, _float_grey(img, "adjust_contrast").mean(), factor)
+    return _enhance(img, "Contrast", factor, "adjust_contrast")
+
+
+def adjust_saturation(img, factor: float):
+    """Blend with the grey version of the image: 0 gives grey, 1 the image, 2 doubles the
+    saturation. A 1-channel image is returned unchanged. PIL images and uint8 arrays use
+    Pillow's ``ImageEnhance.Color``; floating (C, H, W) arrays blend with the luma
+    0.2989 R + 0.587 G + 0.114 B and clip to [0, 1].
+
+    >>> x = np.array([1.0, 0.0, 0.0], np.float32).reshape(3, 1, 1)
+    >>> [round(v, 4) for v in adjust_saturation(x, 0.0).ravel().tolist()]
+    [0.2989, 0.2989, 0.2989]
+    """
+    kind = _kind(img)
+    if kind == "chw":
+        if img.shape[0] == 1:
+            return img
+        return _blend(img, _float_grey(img, "adjust_saturation"), factor)
+    if (kind == "pil" and img.mode == "L") or (kind == "hwc" and (
+            img.ndim == 2 or img.shape[2] == 1)):
+        return img
+    return _enhance(img, "Color", factor, "adjust_saturation")
 
 
 def to_array(img) -> np.ndarray:

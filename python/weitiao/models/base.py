@@ -98,10 +98,27 @@ class Classifier(Module):
         """Stage names from the input upwards, e.g. ["stem", "layer1", ..., "layer4"]."""
         return [name for name, _ in self.stages]
 
-    def preprocess(self, train: bool = False):
-        """The transform pipeline matching this model's pretraining: random resized crop
-        and flip for training, resize + centre crop for evaluation, then the model's
-        normalisation. Images in, float32 (3, H, W) arrays out."""
-        from ..data.transforms import default_pipeline
+    def preprocess(self, train: bool = False, augment=None, crop: bool | None = None):
+        """The transform pipeline for this model: ConvertMode("RGB"), the geometry, then
+        the model's normalisation. Images in, float32 (3, input_size, input_size) out.
 
-        return default_pipeline(self.config, train=train)
+        ``augment`` picks the training augmentation: a name in
+        ``weitiao.data.AUGMENT_PRESETS`` ("none", "light", "dihedral", "standard",
+        "strong"), a ``Preset``, a callable transform, or None for
+        ``weitiao.data.DEFAULT_AUGMENT`` ("standard": random resized crop and flip, as in
+        pretraining). For ``train=False`` it picks the matching evaluation: resize +
+        centre crop after "standard" and "strong", the whole image resized after "none",
+        "light" and "dihedral"; ``crop`` (True or False) overrides that choice and only
+        applies to the evaluation pipeline.
+
+        >>> from weitiao.models import resnet18
+        >>> net = resnet18(num_classes=2, rng=0)
+        >>> [type(t).__name__ for t in net.preprocess(augment="light").transforms]
+        ['ConvertMode', 'Resize', 'ToArray', 'Normalize']
+        """
+        from ..data.augment import eval_pipeline, preset_eval_crop, train_pipeline
+
+        if train:
+            return train_pipeline(self.config, augment)
+        return eval_pipeline(self.config,
+                             crop=preset_eval_crop(augment) if crop is None else crop)
