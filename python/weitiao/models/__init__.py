@@ -1,7 +1,8 @@
 """Pretrained-model families with torchvision-compatible names and their preprocessing."""
 from .base import Classifier
 from .config import ModelConfig, imagenet_classes
-from .efficientnet_lite import EfficientNetLite, efficientnet_lite0
+from .efficientnet_lite import (EfficientNetLite, efficientnet_lite0, efficientnet_lite1,
+                                efficientnet_lite2)
 from .resnet import ResNet, resnet18, resnet34, resnet50
 from .small_resnet import SmallResNet, resnet_small
 
@@ -10,6 +11,8 @@ ARCHITECTURES = {
     "resnet34": resnet34,
     "resnet50": resnet50,
     "efficientnet_lite0": efficientnet_lite0,
+    "efficientnet_lite1": efficientnet_lite1,
+    "efficientnet_lite2": efficientnet_lite2,
     "resnet_small": resnet_small,
 }
 
@@ -31,5 +34,6 @@ def create_model(arch: str, num_classes: int | None = None, weights=None, rng=No
 
 
 __all__ = ["ARCHITECTURES", "Classifier", "EfficientNetLite", "ModelConfig", "ResNet",
-           "SmallResNet", "create_model", "efficientnet_lite0", "imagenet_classes", "resnet18",
-           "resnet34", "resnet50", "resnet_small"]
+           "SmallResNet", "create_model", "efficientnet_lite0", "efficientnet_lite1",
+           "efficientnet_lite2", "imagenet_classes", "resnet18", "resnet34", "resnet50",
+           "resnet_small"]
