@@ -25,7 +25,8 @@ Image = pytest.importorskip("PIL.Image")
 import torch_resnet as tr  # noqa: E402
 from imagenet_photos import (IMAGENET, PHOTOS, TF_INCEPTION, normalise,  # noqa: E402
                              photo_crops, ranked, softmax)
-from test_models_resnet import (assert_all_close_scaled, assert_close_scaled,  # noqa: E402
+from model_parity import assert_training_step_matches  # noqa: E402
+from test_models_resnet import (assert_close_scaled,  # noqa: E402
                                 torch_single_thread)  # noqa: F401  (autouse fixture)
 
 from weitiao import nn  # noqa: E402
@@ -168,32 +169,13 @@ def test_training_step_matches_the_reference(variant, checkpoint, crops, rng):
     assert clamp.worst_flip < 1e-4, (clamp.flips, clamp.worst_flip)
     ty.backward(torch.from_numpy(grad_out))
 
-    assert_close_scaled(y, ty.detach().numpy(), RTOL)
-    assert_close_scaled(gx, xt.grad.numpy(), RTOL)
-    grads = {n: p.grad for n, p in ours.named_parameters()}
-    tgrads = {n: p.grad.numpy() for n, p in ref.named_parameters()}
     # The project BatchNorm's bias of every block has an exactly zero gradient: all that
     # follows it is a convolution into a training-mode BatchNorm, which removes any
     # per-channel shift. Both sides hold rounding noise there, far below every real
-    # gradient (largest ~100): check that, and compare the others on their own scale.
-    zero = {n for n in grads if n.endswith("._bn2.bias")}
+    # gradient (largest ~100).
+    zero = [n for n, _ in ours.named_parameters() if n.endswith("._bn2.bias")]
     assert len(zero) == variant.blocks
-    biggest = max(np.abs(g).max() for g in tgrads.values())
-    for n in zero:
-        assert np.abs(grads[n]).max() <= 1e-6 * biggest, n
-        assert np.abs(tgrads[n]).max() <= 1e-6 * biggest, n
-    assert_all_close_scaled({n: g for n, g in grads.items() if n not in zero},
-                            {n: g for n, g in tgrads.items() if n not in zero}, RTOL,
-                            "parameter gradients")
-
-    ours_state = ours.state_dict()
-    ref_state = {k: v.numpy() for k, v in ref.state_dict().items()}
-    stats = [k for k in ref_state if "running_" in k]
-    assert_all_close_scaled({k: ours_state[k] for k in stats}, {k: ref_state[k] for k in stats},
-                            RTOL, "running stats")
-    for k in ref_state:
-        if k.endswith("num_batches_tracked"):
-            assert int(ours_state[k]) == int(ref_state[k]), k
+    assert_training_step_matches(ours, ref, y, gx, ty.detach().numpy(), xt.grad.numpy(), zero)
 
 
 def test_drop_connect_and_dropout_are_seeded_and_off_in_eval(rng):
