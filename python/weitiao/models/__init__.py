@@ -1,7 +1,9 @@
 """Pretrained-model families with torchvision-compatible names and their preprocessing."""
 from .base import Classifier
 from .config import ModelConfig, imagenet_classes
-from .efficientnet_lite import EfficientNetLite, efficientnet_lite0
+from .efficientnet_lite import (EfficientNetLite, efficientnet_lite0, efficientnet_lite1,
+                                efficientnet_lite2)
+from .mobilenet import MobileNetV2, mobilenet_v2
 from .resnet import ResNet, resnet18, resnet34, resnet50
 from .small_resnet import SmallResNet, resnet_small
 
@@ -10,6 +12,9 @@ ARCHITECTURES = {
     "resnet34": resnet34,
     "resnet50": resnet50,
     "efficientnet_lite0": efficientnet_lite0,
+    "efficientnet_lite1": efficientnet_lite1,
+    "efficientnet_lite2": efficientnet_lite2,
+    "mobilenet_v2": mobilenet_v2,
     "resnet_small": resnet_small,
 }
 
@@ -30,6 +35,7 @@ def create_model(arch: str, num_classes: int | None = None, weights=None, rng=No
     return ARCHITECTURES[arch](weights=weights, rng=rng, **kwargs)
 
 
-__all__ = ["ARCHITECTURES", "Classifier", "EfficientNetLite", "ModelConfig", "ResNet",
-           "SmallResNet", "create_model", "efficientnet_lite0", "imagenet_classes", "resnet18",
-           "resnet34", "resnet50", "resnet_small"]
+__all__ = ["ARCHITECTURES", "Classifier", "EfficientNetLite", "MobileNetV2", "ModelConfig",
+           "ResNet", "SmallResNet", "create_model", "efficientnet_lite0", "efficientnet_lite1",
+           "efficientnet_lite2", "imagenet_classes", "mobilenet_v2", "resnet18", "resnet34",
+           "resnet50", "resnet_small"]
