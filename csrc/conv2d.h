@@ -16,6 +16,7 @@ typedef struct {
     int64_t dilation_h, dilation_w;
     int64_t groups;
     int64_t oh, ow;      /* output, filled in by conv2d_shape_init */
+    int no_winograd;     /* nonzero: the im2col path even where Winograd applies */
 } conv2d_shape;
 
 /* Checks the sizes and fills in oh, ow. */

@@ -378,6 +378,11 @@ static int expect_nonempty_chw(const npy_intp *xd, const char *fn, const char *n
 
 /* ---------------------------------------------------------------- convolution */
 
+/* Whether 3x3 stride-1 convolutions may take the Winograd path; set_winograd changes it
+ * under the GIL, and each call reads it once into its conv2d_shape, so a workspace sized
+ * for one path is never used by the other. */
+static int winograd_enabled = 1;
+
 /* Fills a conv2d_shape from x's and weight's dims and the hyperparameters, with messages
  * that name what does not fit. */
 static int conv_shape(conv2d_shape *s, const char *fn, const char *wname, const npy_intp *xd,
@@ -420,7 +425,7 @@ static int conv_shape(conv2d_shape *s, const char *fn, const char *wname, const 
                         .kh = wd[2], .kw = wd[3], .stride_h = st[0], .stride_w = st[1],
                         .pad_top = pad[0], .pad_bottom = pad[1], .pad_left = pad[2],
                         .pad_right = pad[3], .dilation_h = dl[0], .dilation_w = dl[1],
-                        .groups = groups};
+                        .groups = groups, .no_winograd = !winograd_enabled};
     wt_status status = conv2d_shape_init(s);
     if (status == WT_ERR_SHAPE) {
         PyErr_Format(PyExc_ValueError,
@@ -1468,6 +1473,20 @@ static PyObject *py_get_num_threads(PyObject *Py_UNUSED(self), PyObject *Py_UNUS
     return PyLong_FromLong(wt_get_num_threads());
 }
 
+static PyObject *py_set_winograd(PyObject *Py_UNUSED(self), PyObject *arg) {
+    if (!PyBool_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "set_winograd: expected True or False, got %s",
+                     Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    winograd_enabled = arg == Py_True;
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_get_winograd(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused)) {
+    return PyBool_FromLong(winograd_enabled);
+}
+
 static PyObject *py_blas_info(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused)) {
     return Py_BuildValue("{ssss}", "config", wt_blas_config(), "corename", wt_blas_corename());
 }
@@ -1603,6 +1622,9 @@ static PyMethodDef methods[] = {
     {"set_num_threads", py_set_num_threads, METH_O,
      "set_num_threads(n): threads for the kernels and the BLAS."},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "get_num_threads() -> int."},
+    {"set_winograd", py_set_winograd, METH_O,
+     "set_winograd(enabled: bool): let 3x3 stride-1 convolutions use Winograd F(4x4, 3x3)."},
+    {"get_winograd", py_get_winograd, METH_NOARGS, "get_winograd() -> bool."},
     {"blas_info", py_blas_info, METH_NOARGS,
      "blas_info() -> {'config': ..., 'corename': ...} of the linked OpenBLAS."},
     {NULL, NULL, 0, NULL},

@@ -61,7 +61,7 @@ static plan backward_data_plan(const conv2d_shape *s) {
 }
 
 int winograd_applies(const conv2d_shape *s) {
-    return s->kh == 3 && s->kw == 3 && s->stride_h == 1 && s->stride_w == 1 &&
+    return !s->no_winograd && s->kh == 3 && s->kw == 3 && s->stride_h == 1 && s->stride_w == 1 &&
            s->dilation_h == 1 && s->dilation_w == 1 && s->groups == 1 && s->pad_top <= 2 &&
            s->pad_left <= 2 && s->c >= MIN_CHANNELS && s->oc >= MIN_CHANNELS &&
            (s->h + 3) * (s->w + 3) < INT_MAX && (s->oh + 3) * (s->ow + 3) < INT_MAX;

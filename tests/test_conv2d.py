@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import assert_close, check_grad, f32
+import weitiao
 from weitiao import _C
 
 
@@ -319,3 +320,36 @@ def test_random_shapes_match_reference(data):
     _C.conv2d_backward_weight(dy, x, dw, None, **kw)
     assert abs(np.sum(x.astype(np.float64) * dx) - inner) <= 1e-5 * scale + 1e-6
     assert abs(np.sum(w.astype(np.float64) * dw) - inner) <= 1e-5 * scale + 1e-6
+
+
+WINOGRAD_CASES = [c for c in CASES if c[0].startswith("winograd")]
+
+
+@pytest.mark.parametrize("case", WINOGRAD_CASES, ids=[c[0] for c in WINOGRAD_CASES])
+def test_set_winograd_false_takes_the_direct_path_in_all_three_passes(rng, case):
+    x, w, b, kw = make_case(rng, case)
+    ref = conv2d_ref(x.astype(np.float64), w.astype(np.float64), b, **kw)
+    dy = f32(rng.standard_normal(ref.shape))
+    weitiao.set_winograd(False)
+    try:
+        y = _C.conv2d_forward(x, w, b, **kw)
+        dx = _C.conv2d_backward_data(dy, w, x.shape, **kw)
+        dw = np.zeros_like(w)
+        _C.conv2d_backward_weight(dy, x, dw, None, **kw)
+    finally:
+        weitiao.set_winograd(True)
+    assert weitiao.get_winograd() is True
+    # The direct path's rounding is ~1e-7 of the largest value, ten times under Winograd's.
+    assert np.abs(y - ref).max() <= 1e-6 * np.abs(ref).max()
+    dx_fast = _C.conv2d_backward_data(dy, w, x.shape, **kw)
+    dw_fast = np.zeros_like(w)
+    _C.conv2d_backward_weight(dy, x, dw_fast, None, **kw)
+    assert_close(dx, dx_fast, atol=1e-5 * float(np.abs(dx).max()))
+    assert_close(dw, dw_fast, atol=1e-5 * float(np.abs(dw).max()))
+
+
+@pytest.mark.parametrize("bad", [0, 1, "no", None])
+def test_set_winograd_takes_only_a_bool(bad):
+    with pytest.raises(TypeError, match="set_winograd: expected True or False"):
+        weitiao.set_winograd(bad)
+    assert weitiao.get_winograd() is True

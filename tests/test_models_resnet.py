@@ -12,6 +12,7 @@ is about 5e-4 (of the tensor's max) away from PyTorch float64 there. Its gradien
 3e-3 on that scale, and a second check that weitiao is no further from float64 than
 three times PyTorch float32 is (with a 1e-4 floor).
 """
+import contextlib
 import copy
 
 import numpy as np
@@ -22,6 +23,7 @@ from conftest import RTOL, assert_close
 torch = pytest.importorskip("torch")
 import torch_resnet as tr  # noqa: E402  (needs torch)
 
+import weitiao  # noqa: E402
 from weitiao import nn  # noqa: E402
 from weitiao.models import ResNet, resnet18, resnet34, resnet50  # noqa: E402
 
@@ -90,6 +92,15 @@ def make_pair(arch, seed=0):
     ours = OURS[arch](rng=seed)
     ours.load_state_dict({k: v.detach().numpy().copy() for k, v in ref.state_dict().items()})
     return ref, ours
+
+
+@contextlib.contextmanager
+def winograd_off():
+    weitiao.set_winograd(False)
+    try:
+        yield
+    finally:
+        weitiao.set_winograd(True)
 
 
 def torch_state(model) -> dict:
@@ -217,11 +228,28 @@ def test_resnet50_training_step_matches_torch(rng):
         if k.endswith("num_batches_tracked"):
             assert int(ours_state[k]) == int(ref_state[k]) == 8, k
 
-    # As accurate as PyTorch float32: distance to float64 within 3x PyTorch's own.
-    _, g64x, g64, _ = run_torch_train(ref64, x, grad_out, masks, dtype=torch.float64)
+    # Distance to float64 against PyTorch float32's own. The direct path is as accurate as
+    # PyTorch (observed 0.4x-1.1x over seeds 1-5); Winograd F(4x4, 3x3) rounds each 3x3 layer 10-40x more, which
+    # 50 layers bring to 1.4x-3.5x PyTorch's gradient error (observed over seeds, see
+    # docs/performance.md), so it gets twice the room.
+    weitiao_err, torch32 = float64_errors(ref64, grads, gx, tgrads, tgx, x, grad_out, masks)
+    assert weitiao_err <= 6 * torch32 + 1e-4, (weitiao_err, torch32)
+    with winograd_off():
+        ref, ours = make_pair("resnet50")
+        _, gx, grads, masks = run_ours_train(ours, x, grad_out)
+    _, tgx, tgrads, _ = run_torch_train(ref, x, grad_out, masks)
+    direct_err, torch32 = float64_errors(ref64, grads, gx, tgrads, tgx, x, grad_out, masks)
+    assert direct_err <= 2 * torch32 + 1e-5, (direct_err, torch32)
+
+
+def float64_errors(ref64, grads, gx, tgrads, tgx, x, grad_out, masks):
+    """Largest scaled distance of weitiao's and of PyTorch float32's gradients to float64's,
+    with the ReLUs of all three deciding as weitiao did."""
+    _, g64x, g64, _ = run_torch_train(copy.deepcopy(ref64), x, grad_out, masks,
+                                      dtype=torch.float64)
     torch32 = max([scaled_error(tgrads[n], g64[n]) for n in g64] + [scaled_error(tgx, g64x)])
-    weitiao = max([scaled_error(grads[n], g64[n]) for n in g64] + [scaled_error(gx, g64x)])
-    assert weitiao <= 3 * torch32 + 1e-4, (weitiao, torch32)
+    ours = max([scaled_error(grads[n], g64[n]) for n in g64] + [scaled_error(gx, g64x)])
+    return ours, torch32
 
 
 def test_backward_without_input_grad_returns_none_and_same_param_grads(rng):

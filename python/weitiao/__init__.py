@@ -14,8 +14,10 @@ except ImportError:  # a WEITIAO_BLAS=system build does not need it
 
 from . import _C
 from ._threads import get_num_threads, set_num_threads
+from ._winograd import get_winograd, set_winograd
 from .memory import array_cache, array_cache_info, clear_array_cache, set_array_cache_limit
 
 __version__ = "0.1.0"
 __all__ = ["array_cache", "array_cache_info", "clear_array_cache", "get_num_threads",
-           "set_array_cache_limit", "set_num_threads", "__version__"]
+           "get_winograd", "set_array_cache_limit", "set_num_threads", "set_winograd",
+           "__version__"]
