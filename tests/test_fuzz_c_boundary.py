@@ -92,9 +92,9 @@ SIGNATURES = {
                  ["lr", "momentum", "dampening", "weight_decay", "nesterov", "first_step"]),
 }
 # Functions taking one positional argument (METH_O) or none (METH_NOARGS).
-ONE_ARG = ("set_num_threads", "set_array_handler", "set_array_cache_limit")
+ONE_ARG = ("set_num_threads", "set_array_handler", "set_array_cache_limit", "set_winograd")
 NO_ARGS = ("get_num_threads", "blas_info", "array_cache_handler", "array_cache_info",
-           "array_cache_clear")
+           "array_cache_clear", "get_winograd")
 
 # How each array argument is used: "in" a float32 input of fixed rank, "any" a float32 input
 # of any rank, "inplace" updated in place, "int" an integer input, "mask" dropout's uint8
@@ -514,10 +514,12 @@ def expected_results(fn: str, a: dict):
         for name in ("grad", "momentum_buffer"):
             _expect_shape(a, name, shape("param"))
         return ["none"]
-    if fn in ("set_num_threads", "array_cache_clear", "set_array_cache_limit"):
+    if fn in ("set_num_threads", "array_cache_clear", "set_array_cache_limit", "set_winograd"):
         return ["none"]
     if fn == "get_num_threads":
         return ["int"]
+    if fn == "get_winograd":
+        return ["bool"]
     if fn in ("blas_info", "array_cache_info"):
         return ["dict"]
     if fn in ("array_cache_handler", "set_array_handler"):
@@ -580,12 +582,14 @@ class Worker:
         self.C = _C
         self.calls = 0
         self.threads = _C.get_num_threads()
+        self.winograd = _C.get_winograd()
         self.cache_limit = (_C.array_cache_info()["limit"]
                             if hasattr(_C, "array_cache_info") else None)
 
     def restore(self):
         C = self.C
         C.set_num_threads(self.threads)
+        C.set_winograd(self.winograd)
         if self.cache_limit is not None:
             C.set_array_cache_limit(self.cache_limit)
 
@@ -1166,6 +1170,9 @@ if st is not None:
             if fn == "set_num_threads":
                 good = [V(1), V(2), V(3), ("index", 2), V(np.int64(2))]
                 bad = [V(0), V(-1), V(1025), V(2**64), V(10**30), V(True)]
+            elif fn == "set_winograd":
+                good = [V(True), V(False)]
+                bad = [V(1), V(0), V(None), V(np.bool_(True))]
             elif fn == "set_array_cache_limit":
                 good = [V(0), V(1 << 20), V(2 << 30), V(2**62), ("index", 4096)]
                 bad = [V(-1), V(-2**63), V(2**64), V(10**30), V(True)]

@@ -58,6 +58,33 @@ def _as_label(label, index: int) -> int:
     return int(label)
 
 
+def _sample_weights(weights, n: int) -> np.ndarray | None:
+    """Normalised sampling probabilities, or None; the message names what is wrong."""
+    if weights is None:
+        return None
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (n,):
+        raise ValueError(f"DataLoader: sample_weights: expected one weight per sample, shape "
+                         f"({n},), got {w.shape}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ValueError("DataLoader: sample_weights must be finite, non-negative and not all "
+                         "zero")
+    return w / w.sum()
+
+
+def class_balanced_weights(targets) -> np.ndarray:
+    """Per-sample weights 1 / (samples of its class): every class is drawn equally often.
+
+    >>> class_balanced_weights([0, 0, 0, 1]).tolist()
+    [0.3333333333333333, 0.3333333333333333, 0.3333333333333333, 1.0]
+    """
+    t = np.asarray(targets, dtype=np.int64)
+    if t.ndim != 1 or t.size == 0 or t.min() < 0:
+        raise ValueError(f"class_balanced_weights: expected a non-empty 1-D array of class "
+                         f"indices, got shape {t.shape}")
+    return 1.0 / np.bincount(t)[t]
+
+
 class DataLoader:
     """Iterate over ``dataset`` in batches of (images float32 (B, C, H, W) C-contiguous,
     labels int64 (B,)).
@@ -71,6 +98,10 @@ class DataLoader:
     - ``num_workers`` threads decode and transform samples (Pillow releases the GIL) while
       at most ``prefetch_batches`` further batches wait; 0 loads in the calling thread.
       Results are bit-identical for any ``num_workers``.
+    - ``sample_weights`` (one non-negative number per sample): each epoch draws
+      ``len(dataset)`` indices with replacement, index i with probability proportional to
+      its weight (PyTorch's WeightedRandomSampler), from (``seed``, epoch);
+      ``class_balanced_weights(targets)`` gives every class the same share.
     - ``drop_last`` drops a final short batch. Samples of a dataset with
       ``on_error="skip"`` whose file fails to decode are left out of their batch.
 
@@ -86,7 +117,8 @@ class DataLoader:
 
     def __init__(self, dataset, batch_size: int = 32, shuffle: bool = False,
                  drop_last: bool = False, seed: int | None = 0, num_workers: int = 0,
-                 transform: Callable | None = None, prefetch_batches: int = 2):
+                 transform: Callable | None = None, prefetch_batches: int = 2,
+                 sample_weights=None):
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
                 or batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be a positive int, got "
@@ -101,7 +133,7 @@ class DataLoader:
         self.prefetch_batches = max(1, _nonneg_int(prefetch_batches, "prefetch_batches"))
         self.transform = _as_transform(transform)
         self.epoch = 0
-        len(dataset)  # fail now, not at the first batch, if it has no length
+        self.sample_weights = _sample_weights(sample_weights, len(dataset))
 
     def __len__(self) -> int:
         n = len(self.dataset)
@@ -114,6 +146,9 @@ class DataLoader:
     def order(self, epoch: int) -> np.ndarray:
         """The dataset indices in the order epoch ``epoch`` visits them."""
         n = len(self.dataset)
+        if self.sample_weights is not None:
+            ss = np.random.SeedSequence(self.seed, spawn_key=(2, epoch))
+            return np.random.default_rng(ss).choice(n, size=n, p=self.sample_weights)
         if not self.shuffle:
             return np.arange(n)
         ss = np.random.SeedSequence(self.seed, spawn_key=(0, epoch))

@@ -1,6 +1,7 @@
 """The fine-tuning workflow: FineTuner, compare(), label mapping, reports and plots."""
 from .compare import Comparison, compare
-from .history import EpochRecord, Evaluation, History
+from .evaluation import Evaluation
+from .history import EpochRecord, History
 from .label_map import ReuseReport
 from .lr_find import LRFinderResult
 from .tuner import FineTuner

@@ -47,15 +47,25 @@ def _model_ready(dataset) -> bool:
     return isinstance(root, ArrayDataset) and root.images.dtype == np.float32
 
 
-def loader(dataset, model, train: bool, batch_size: int, shuffle: bool, drop_last: bool,
-           seed: int, num_workers: int) -> DataLoader:
-    """A DataLoader that applies the model's train or eval pipeline unless the dataset
-    has a transform of its own or holds preprocessed float arrays."""
+def loader(dataset, pipeline, batch_size: int, shuffle: bool, drop_last: bool, seed: int,
+           num_workers: int, sample_weights=None) -> DataLoader:
+    """A DataLoader that applies ``pipeline`` (the tuner's train or eval preprocessing)
+    unless the dataset has a transform of its own or holds preprocessed float arrays."""
     transform = None
     if getattr(_root(dataset), "transform", None) is None and not _model_ready(dataset):
-        transform = model.preprocess(train=train)
+        transform = pipeline
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
-                      seed=seed, num_workers=num_workers, transform=transform)
+                      seed=seed, num_workers=num_workers, transform=transform,
+                      sample_weights=sample_weights)
+
+
+def targets_of(dataset, what: str) -> np.ndarray:
+    """Every sample's label without decoding an image, or a ValueError naming the need."""
+    targets = getattr(dataset, "targets", None)
+    if targets is None:
+        raise ValueError(f"{what} needs every sample's label up front: give a dataset with "
+                         f"`targets` (ImageFolder, ArrayDataset, Subset, ELPV, ...)")
+    return np.asarray(targets, dtype=np.int64)
 
 
 def cached_steps(n: int, batch_size: int, drop_last: bool) -> int:
@@ -96,9 +106,9 @@ def array_batches(features: np.ndarray, labels: np.ndarray, order: np.ndarray,
         yield np.ascontiguousarray(features[idx]), labels[idx]
 
 
-def prepare_images(images, model) -> np.ndarray:
+def prepare_images(images, pipeline) -> np.ndarray:
     """A float32 (N, 3, H, W) batch from paths, PIL images, HWC uint8 arrays (each through
-    the model's eval pipeline) or preprocessed float32 (3, H, W) / (N, 3, H, W) arrays."""
+    the eval ``pipeline``) or preprocessed float32 (3, H, W) / (N, 3, H, W) arrays."""
     from PIL import Image
 
     if isinstance(images, np.ndarray) and images.dtype == np.float32 and images.ndim in (3, 4):
@@ -107,7 +117,6 @@ def prepare_images(images, model) -> np.ndarray:
     items = [images] if single else list(images)
     if not items:
         raise ValueError("predict: no images given")
-    pipeline = model.preprocess(train=False)
     batch = []
     for i, item in enumerate(items):
         if isinstance(item, np.ndarray) and item.dtype == np.float32 and item.ndim == 3:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .history import Evaluation, History
+from .evaluation import Evaluation
+from .history import History
 
 
 @dataclass

@@ -1,9 +1,7 @@
-"""Per-epoch training record and evaluation results."""
+"""Per-epoch training records."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-
-import numpy as np
 
 
 @dataclass
@@ -33,6 +31,7 @@ class History:
     """
 
     epochs: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int | None = None  # the best validation epoch (1-based) of the last fit
 
     def __len__(self) -> int:
         return len(self.epochs)
@@ -65,11 +64,11 @@ class History:
         return self._column("seconds")
 
     def to_dict(self) -> dict:
-        return {"epochs": [asdict(e) for e in self.epochs]}
+        return {"epochs": [asdict(e) for e in self.epochs], "best_epoch": self.best_epoch}
 
     @classmethod
     def from_dict(cls, d: dict) -> "History":
-        return cls([EpochRecord(**e) for e in d.get("epochs", [])])
+        return cls([EpochRecord(**e) for e in d.get("epochs", [])], d.get("best_epoch"))
 
     def __str__(self) -> str:
         rows = ["epoch   loss  train acc  val acc   img/s   seconds"]
@@ -79,35 +78,3 @@ class History:
             rows.append(f"{e.epoch:5d} {e.loss:6.3f} {e.train_accuracy:10.3f} {val}  "
                         f"{e.examples_per_sec:6.1f} {e.seconds:9.1f}{mark}")
         return "\n".join(rows)
-
-
-@dataclass
-class Evaluation:
-    """Accuracy, mean loss, per-class accuracy and the confusion matrix (rows: true class,
-    columns: predicted) of a model on a dataset."""
-
-    accuracy: float
-    loss: float
-    per_class_accuracy: dict[str, float]
-    confusion: np.ndarray
-    classes: list[str]
-
-    def __str__(self) -> str:
-        lines = [f"accuracy {self.accuracy:.4f}  loss {self.loss:.4f}"]
-        lines += [f"  {c}: {a:.4f}" for c, a in self.per_class_accuracy.items()]
-        return "\n".join(lines)
-
-
-def evaluation_from(logits_loss: tuple[float, int], labels: np.ndarray, preds: np.ndarray,
-                    classes: list[str]) -> Evaluation:
-    """Build an Evaluation from summed loss and count, true labels and predictions."""
-    loss_sum, count = logits_loss
-    k = len(classes)
-    confusion = np.zeros((k, k), np.int64)
-    np.add.at(confusion, (labels, preds), 1)
-    per_class = {}
-    for i, c in enumerate(classes):
-        total = confusion[i].sum()
-        per_class[c] = float(confusion[i, i] / total) if total else float("nan")
-    accuracy = float(np.trace(confusion) / max(count, 1))
-    return Evaluation(accuracy, loss_sum / max(count, 1), per_class, confusion, list(classes))

@@ -51,8 +51,8 @@ def lr_find(tuner, train, *, start_lr: float = 1e-6, end_lr: float = 1.0,
         raise ValueError(f"lr_find: need 0 < start_lr < end_lr, got {start_lr}, {end_lr}")
     probe = copy.deepcopy(tuner)
     ds = batches.as_dataset(train, probe.classes, "train")
-    loader = batches.loader(ds, probe.model, True, batch_size, True, True, probe.seed,
-                            num_workers)
+    loader = batches.loader(ds, probe.preprocess(train=True), batch_size, True, True,
+                            probe.seed, num_workers)
     ratios = [g["lr"] / probe.lr for g in probe.optimizer.param_groups]
     factor = (end_lr / start_lr) ** (1.0 / max(num_steps - 1, 1))
     lrs, losses = [], []

@@ -19,17 +19,21 @@ import time
 import numpy as np
 
 from .. import _C
+from ..data.augment import preset_eval_crop
+from ..data.loader import class_balanced_weights
+from ..data.splits import stratified_split
 from ..memory import array_cache
 from ..models import create_model
 from ..models.base import Classifier
 from ..models.config import ModelConfig
 from ..nn.loss import CrossEntropyLoss
 from ..nn.norm import BatchNorm2d
-from ..optim import SGD
+from ..optim import SGD, WarmupCosineLR
 from . import batches
 from . import checkpoint as training_checkpoint
 from .freezing import apply_freeze
-from .history import EpochRecord, Evaluation, History, evaluation_from
+from .evaluation import TTA_VIEWS, Evaluation, log_softmax, tta_views
+from .history import EpochRecord, History
 from .interrupt import StopOnInterrupt
 from .label_map import ReuseReport, auto_mapping, copy_rows, resolve_mapping
 
@@ -57,6 +61,14 @@ class FineTuner:
     images with mostly ImageNet statistics after a short fine-tuning. None keeps the
     source's.
 
+    ``augment`` is the training augmentation: a preset name ("none", "light", "dihedral",
+    "standard", "strong"; ``weitiao.data.AUGMENT_PRESETS``), a Preset, a callable transform,
+    or None for ``weitiao.data.DEFAULT_AUGMENT``. Evaluation and prediction use the matching
+    pipeline: the whole image resized after "none", "light" and "dihedral", resize and
+    centre crop otherwise; ``eval_crop`` (True or False) overrides that. ``class_weight``
+    ("balanced": n / (K * n_class), as scikit-learn; or a dict class name or index ->
+    weight, others 1) weighs the training loss by the true class.
+
     >>> ft = FineTuner(efficientnet_lite0(weights="imagenet"), classes=["ok", "defect"])
     >>> history = ft.fit(train_set, epochs=5, val=val_set)  # doctest: +SKIP
     """
@@ -67,7 +79,8 @@ class FineTuner:
                  freeze=None, train_bn: bool = True, layer_decay: float | None = None,
                  label_smoothing: float = 0.0, from_scratch: bool = False,
                  reuse_classifier=None, image_size: int | None = None,
-                 bn_momentum: float | None = 0.1, seed: int = 0):
+                 bn_momentum: float | None = 0.1, augment=None, eval_crop: bool | None = None,
+                 class_weight=None, seed: int = 0):
         if not isinstance(source_model, Classifier):
             raise TypeError(f"FineTuner: source_model must be a weitiao model with a known "
                             f"output layer (weitiao.models), got {type(source_model).__name__}")
@@ -92,6 +105,15 @@ class FineTuner:
                 if isinstance(m, BatchNorm2d):
                     m.momentum = bn_momentum
         model.train()
+        model.preprocess(train=True, augment=augment)  # an unknown preset fails here
+        self.augment = augment
+        self.eval_crop = preset_eval_crop(augment) if eval_crop is None else bool(eval_crop)
+        if not (class_weight is None or class_weight == "balanced"
+                or isinstance(class_weight, dict)):
+            raise ValueError(f"FineTuner: class_weight must be None, 'balanced' or a dict "
+                             f"class -> weight, got {class_weight!r}")
+        self.class_weight = class_weight
+        self.label_smoothing = label_smoothing
         self.source = source_model
         self.model = model
         self.frozen = apply_freeze(model, freeze, train_bn)
@@ -164,6 +186,30 @@ class FineTuner:
         self.reuse_report = copy_rows(self.source, self.model, self.classes, resolved)
         return self.reuse_report
 
+    def preprocess(self, train: bool = False):
+        """The pipeline ``fit`` trains with (``train=True``) or ``evaluate`` and ``predict``
+        use: this tuner's augmentation, then the source model's normalisation."""
+        return self.model.preprocess(train=train, augment=self.augment,
+                                     crop=None if train else self.eval_crop)
+
+    def class_weights(self, targets) -> np.ndarray | None:
+        """The per-class loss weights ``class_weight`` gives for training labels
+        ``targets`` (None: unweighted)."""
+        k = len(self.classes)
+        if self.class_weight is None:
+            return None
+        if self.class_weight == "balanced":
+            counts = np.bincount(np.asarray(targets, np.int64), minlength=k)
+            return np.where(counts > 0, counts.sum() / (k * np.maximum(counts, 1)), 0.0)
+        weights = np.ones(k)
+        for key, w in self.class_weight.items():
+            i = self.classes.index(str(key)) if str(key) in self.classes else key
+            if not isinstance(i, (int, np.integer)) or not 0 <= i < k:
+                raise ValueError(f"class_weight: {key!r} is neither a class name nor an "
+                                 f"index in [0, {k}); classes are {self.classes}")
+            weights[i] = float(w)
+        return weights
+
     @property
     def num_classes(self) -> int:
         return len(self.classes)
@@ -182,13 +228,23 @@ class FineTuner:
             scheduler=None, num_workers: int = 2, shuffle: bool = True,
             drop_last: bool = False, cache_features="auto", augment_passes: int = 1,
             checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1,
-            resume: bool = False, verbose: bool = True) -> History:
+            resume: bool = False, sampler: str | None = None,
+            early_stopping: int | None = None, restore_best: bool = False,
+            verbose: bool = True) -> History:
         """Train for ``epochs`` more epochs and return the History (also ``self.history``).
 
         ``train`` and ``val`` are datasets (ImageFolder, ArrayDataset, ...; without a
-        transform they get ``model.preprocess``) or (images, labels) arrays.
-        ``scheduler``: None, "cosine" (per epoch), "onecycle" (per batch), or a callable
-        ``optimizer -> scheduler`` stepped once per epoch. ``cache_features``: with
+        transform they get ``self.preprocess``) or (images, labels) arrays; ``val`` may
+        also be a fraction (e.g. 0.2) of ``train`` to hold out, stratified by class and
+        drawn from ``seed``, so nothing is chosen on the test split.
+        ``scheduler``: None, "cosine" (per epoch), "onecycle" or "warmup_cosine" (per
+        batch: linear warmup over the first 10 % of the steps, then cosine to 0), or a
+        callable ``optimizer -> scheduler`` stepped once per epoch. ``sampler="balanced"``
+        draws each epoch's samples with replacement so every class comes equally often.
+        ``early_stopping`` (epochs of patience) stops when the validation accuracy has
+        not improved for that many epochs; ``restore_best=True`` ends with the weights of
+        the best validation epoch (ties: the lower validation loss), recorded in
+        ``history.best_epoch``. ``cache_features``: with
         everything below the head frozen, compute backbone features once per augmentation
         pass (``augment_passes`` passes, reused in turn across epochs) and train the head on
         them; "auto" does so whenever the backbone is frozen. Ctrl-C stops cleanly at the
@@ -213,13 +269,32 @@ class FineTuner:
             if epochs <= 0:
                 return self.history
         train_ds = batches.as_dataset(train, self.classes, "train")
-        val_ds = batches.as_dataset(val, self.classes, "val") if val is not None else None
+        if isinstance(val, float):
+            train_ds, val_ds = self._hold_out(train_ds, val)
+        else:
+            val_ds = batches.as_dataset(val, self.classes, "val") if val is not None else None
+        if (early_stopping is not None or restore_best) and val_ds is None:
+            raise ValueError("fit: early_stopping and restore_best need val (a dataset or a "
+                             "fraction of train)")
+        if early_stopping is not None and (isinstance(early_stopping, bool)
+                                           or not isinstance(early_stopping, int)
+                                           or early_stopping < 1):
+            raise ValueError(f"fit: early_stopping must be a number of epochs >= 1, got "
+                             f"{early_stopping!r}")
+        if sampler not in (None, "balanced"):
+            raise ValueError(f"fit: sampler must be None or 'balanced', got {sampler!r}")
+        needs_targets = sampler == "balanced" or self.class_weight == "balanced"
+        targets = batches.targets_of(train_ds, "fit(sampler='balanced', class_weight="
+                                     "'balanced')") if needs_targets else None
+        self.loss_fn = CrossEntropyLoss(self.label_smoothing,
+                                        weight=self.class_weights(targets))
+        weights = class_balanced_weights(targets) if sampler == "balanced" else None
         use_cache = self._backbone_frozen() if cache_features == "auto" else bool(cache_features)
         if use_cache and not self._backbone_frozen():
             raise ValueError("fit(cache_features=True) needs everything below the head "
                              "frozen (freeze='backbone')")
-        loader = batches.loader(train_ds, self.model, True, batch_size, shuffle, drop_last,
-                                self.seed, num_workers)
+        loader = batches.loader(train_ds, self.preprocess(train=True), batch_size, shuffle,
+                                drop_last, self.seed, num_workers, weights)
         steps = len(loader) if not use_cache else \
             batches.cached_steps(len(train_ds), batch_size, drop_last)
         sched, per_batch = self._scheduler(scheduler, epochs + len(self.history) if resume
@@ -229,6 +304,7 @@ class FineTuner:
         from tqdm.auto import tqdm
 
         start = len(self.history)
+        best = None  # (accuracy, -loss), epoch index, weights
         epoch_bar = tqdm(range(start, start + epochs), desc="fit", unit="epoch",
                          disable=not verbose)
         with StopOnInterrupt() as stop, array_cache():
@@ -243,6 +319,11 @@ class FineTuner:
                     ev = self.evaluate(val_ds, batch_size=max(batch_size, 64),
                                        num_workers=num_workers)
                     record.val_accuracy, record.val_loss = ev.accuracy, ev.loss
+                    score = (ev.accuracy, -ev.loss)
+                    if best is None or score > best[0]:
+                        best = (score, epoch, {k: np.array(v, copy=True) for k, v in
+                                               self.model.state_dict().items()}
+                                if restore_best else None)
                 self.history.epochs.append(record)
                 epoch_bar.set_postfix(loss=f"{record.loss:.3f}",
                                       val=f"{record.val_accuracy:.3f}"
@@ -254,8 +335,23 @@ class FineTuner:
                 done = epoch + 1 - start
                 if checkpoint is not None and (done % checkpoint_every == 0 or done == epochs):
                     training_checkpoint.save(self, checkpoint, sched)
+                if early_stopping is not None and best is not None and \
+                        epoch - best[1] >= early_stopping:
+                    break
         epoch_bar.close()
+        if best is not None:
+            self.history.best_epoch = best[1] + 1
+            if restore_best:
+                self.model.load_state_dict(best[2])
         return self.history
+
+    def _hold_out(self, train_ds, fraction: float):
+        """(train, val) Subsets of ``train_ds``, ``fraction`` of each class in val."""
+        if not 0 < fraction < 1:
+            raise ValueError(f"fit: val as a fraction of train must be in (0, 1), got "
+                             f"{fraction}")
+        batches.targets_of(train_ds, "fit(val=fraction)")
+        return tuple(stratified_split(train_ds, [1 - fraction, fraction], seed=self.seed))
 
     def _scheduler(self, scheduler, epochs: int, steps: int):
         from ..optim import CosineAnnealingLR, OneCycleLR
@@ -264,13 +360,16 @@ class FineTuner:
             return None, False
         if scheduler == "cosine":
             return CosineAnnealingLR(self.optimizer, T_max=epochs), False
+        if scheduler == "warmup_cosine":
+            total = max(epochs * steps, 1)
+            return WarmupCosineLR(self.optimizer, total, min(round(0.1 * total), total - 1)), True
         if scheduler == "onecycle":
             return OneCycleLR(self.optimizer, [g["lr"] for g in self.optimizer.param_groups],
                               total_steps=max(epochs * steps, 2)), True
         if callable(scheduler):
             return scheduler(self.optimizer), False
-        raise ValueError(f"fit: scheduler must be None, 'cosine', 'onecycle' or a callable "
-                         f"optimizer -> scheduler, got {scheduler!r}")
+        raise ValueError(f"fit: scheduler must be None, 'cosine', 'onecycle', 'warmup_cosine' "
+                         f"or a callable optimizer -> scheduler, got {scheduler!r}")
 
     def _step(self, logits: np.ndarray, labels: np.ndarray, backward) -> tuple[float, int]:
         loss = self.loss_fn(logits, labels)
@@ -362,39 +461,53 @@ class FineTuner:
         finally:
             self.model.train(was_training)
 
-    def evaluate(self, data, batch_size: int = 64, num_workers: int = 2) -> Evaluation:
-        """Accuracy, mean loss, per-class accuracy and confusion matrix on ``data``
-        (evaluation preprocessing, model in eval mode)."""
+    def _probabilities(self, x: np.ndarray, tta: str | None) -> np.ndarray:
+        """Class probabilities of a preprocessed batch, averaged over the TTA views."""
+        views = tta_views(x, tta)
+        return sum(np.exp(log_softmax(self.model(v))) for v in views) / len(views)
+
+    def evaluate(self, data, batch_size: int = 64, num_workers: int = 2,
+                 tta: str | None = None) -> Evaluation:
+        """Accuracy, loss, per-class recall and precision, macro-F1, balanced accuracy,
+        the confusion matrix and each sample's class probabilities on ``data`` (evaluation
+        preprocessing, model in eval mode; see :class:`Evaluation`). ``tta`` averages the
+        probabilities over "flip" (2 views) or "dihedral" (8: flips and 90-degree turns).
+        """
+        if tta not in TTA_VIEWS:
+            raise ValueError(f"evaluate: tta must be None, 'flip' or 'dihedral', got {tta!r}")
         ds = batches.as_dataset(data, self.classes, "data")
-        loader = batches.loader(ds, self.model, False, batch_size, False, False, self.seed,
-                                num_workers)
-        loss_sum, labels, preds = 0.0, [], []
+        loader = batches.loader(ds, self.preprocess(train=False), batch_size, False, False,
+                                self.seed, num_workers)
+        labels, probs = [], []
         with self._evaluating():
             for x, y in loader:
-                logits = self.model(x)
-                loss, _ = _C.cross_entropy(logits, y, need_grad=False)
-                loss_sum += loss * len(y)
+                probs.append(self._probabilities(x, tta))
                 labels.append(y)
-                preds.append(logits.argmax(axis=1))
-        labels = np.concatenate(labels) if labels else np.zeros(0, np.int64)
-        preds = np.concatenate(preds) if preds else np.zeros(0, np.int64)
-        return evaluation_from((loss_sum, len(labels)), labels, preds, self.classes)
+        k = len(self.classes)
+        return Evaluation.from_probabilities(
+            np.concatenate(probs) if probs else np.zeros((0, k)),
+            np.concatenate(labels) if labels else np.zeros(0, np.int64), self.classes)
 
-    def predict(self, images, batch_size: int = 32) -> tuple[list[str], np.ndarray]:
+    def predict(self, images, batch_size: int = 32,
+                tta: str | None = None) -> tuple[list[str], np.ndarray]:
         """Class names and probabilities (N, num_classes) for images given as file paths,
         PIL images, HWC uint8 arrays, or already-preprocessed float32 (3, H, W) arrays; a
-        single image gives a list of one."""
-        x = batches.prepare_images(images, self.model)
+        single image gives a list of one. ``tta`` as in :meth:`evaluate`."""
+        if tta not in TTA_VIEWS:
+            raise ValueError(f"predict: tta must be None, 'flip' or 'dihedral', got {tta!r}")
+        x = batches.prepare_images(images, self.preprocess(train=False))
         with self._evaluating():
-            probs = np.concatenate([_softmax(self.model(x[i:i + batch_size]))
+            probs = np.concatenate([self._probabilities(x[i:i + batch_size], tta)
                                     for i in range(0, len(x), batch_size)])
-        return [self.classes[i] for i in probs.argmax(axis=1)], probs
+        return [self.classes[i] for i in probs.argmax(axis=1)], probs.astype(np.float32)
 
     # ------------------------------------------------------------------ saving
     def metadata(self) -> dict:
         """What :meth:`load` needs besides the weights."""
         return {"format_version": FORMAT_VERSION, "arch": self.model.arch,
                 "arch_kwargs": self.model.arch_kwargs, "classes": self.classes,
+                "augment": self.augment if isinstance(self.augment, str) else None,
+                "eval_crop": self.eval_crop,
                 "config": self.model.config.to_dict(), "history": self.history.to_dict()}
 
     def save(self, path: str | os.PathLike) -> None:
@@ -424,7 +537,8 @@ class FineTuner:
             model.load_state_dict(state)
         except ValueError as e:
             raise ValueError(f"FineTuner.load: {path}: {e}") from None
-        tuner = cls(model, classes=info["classes"], bn_momentum=None)
+        tuner = cls(model, classes=info["classes"], bn_momentum=None,
+                    augment=info.get("augment"), eval_crop=info.get("eval_crop"))
         tuner.model.load_state_dict(state)  # the copy got a fresh head; put the saved one back
         tuner.history = History.from_dict(info.get("history", {}))
         return tuner
@@ -446,8 +560,3 @@ def _class_names(num_classes, classes) -> list[str]:
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"FineTuner: num_classes must be a positive int, got {num_classes!r}")
     return [str(i) for i in range(num_classes)]
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)

@@ -1,5 +1,5 @@
 """Optimizers and learning-rate schedules."""
-from .lr_scheduler import CosineAnnealingLR, OneCycleLR, StepLR
+from .lr_scheduler import CosineAnnealingLR, OneCycleLR, StepLR, WarmupCosineLR
 from .sgd import SGD
 
-__all__ = ["SGD", "StepLR", "CosineAnnealingLR", "OneCycleLR"]
+__all__ = ["SGD", "StepLR", "CosineAnnealingLR", "OneCycleLR", "WarmupCosineLR"]

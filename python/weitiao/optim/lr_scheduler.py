@@ -1,5 +1,5 @@
 """Learning-rate schedules with PyTorch's closed forms, stepped once per epoch (StepLR,
-CosineAnnealingLR) or once per batch (OneCycleLR). Each scales every parameter group's
+CosineAnnealingLR) or once per batch (OneCycleLR, WarmupCosineLR). Each scales every parameter group's
 own initial lr, so a head at 10x the body keeps its ratio."""
 from __future__ import annotations
 
@@ -64,6 +64,33 @@ class CosineAnnealingLR(_Scheduler):
     def lr_at(self, base_lr: float, step: int) -> float:
         return self.eta_min + (base_lr - self.eta_min) * (
             1 + math.cos(math.pi * step / self.T_max)) / 2
+
+
+class WarmupCosineLR(_Scheduler):
+    """Linear warmup from 0 to each group's lr over ``warmup_steps``, then cosine decay to 0
+    at ``total_steps`` (the fine-tuning schedule of timm and Hugging Face's
+    ``get_cosine_schedule_with_warmup``); stepped once per batch.
+
+    >>> from weitiao.optim import SGD
+    >>> opt = SGD([{"params": [], "lr": 0.1}])
+    >>> s = WarmupCosineLR(opt, total_steps=10, warmup_steps=2)
+    >>> [round(s.lr_at(0.1, k), 4) for k in (0, 1, 2, 6, 10)]
+    [0.0, 0.05, 0.1, 0.05, 0.0]
+    """
+
+    def __init__(self, optimizer, total_steps: int, warmup_steps: int = 0):
+        if total_steps < 1 or not 0 <= warmup_steps < total_steps:
+            raise ValueError(f"WarmupCosineLR: expected total_steps >= 1 and 0 <= "
+                             f"warmup_steps < total_steps, got {total_steps} and {warmup_steps}")
+        self.total_steps, self.warmup_steps = total_steps, warmup_steps
+        super().__init__(optimizer)
+
+    def lr_at(self, base_lr: float, step: int) -> float:
+        if step < self.warmup_steps:
+            return base_lr * step / self.warmup_steps
+        pct = min(step - self.warmup_steps, self.total_steps - self.warmup_steps) / \
+            (self.total_steps - self.warmup_steps)
+        return base_lr * (1 + math.cos(math.pi * pct)) / 2
 
 
 class OneCycleLR(_Scheduler):
