@@ -19,7 +19,7 @@ from .datasets import ArrayDataset, Dataset, FileDataset, ImageFolder, Subset
 from .elpv import ELPV
 from .fashion_mnist import FashionMNIST
 from .image_files import IMG_EXTENSIONS, ImageReadError, SkippedSample
-from .loader import DataLoader
+from .loader import DataLoader, class_balanced_weights
 from .splits import random_split, stratified_split
 from .augment import (AUGMENT_PRESETS, DEFAULT_AUGMENT, Preset, eval_pipeline,
                       preset_eval_crop, train_pipeline)
@@ -34,6 +34,6 @@ __all__ = [
     "IMG_EXTENSIONS", "ImageFolder", "ImageReadError", "Normalize", "Preset", "RandomAffine",
     "RandomHorizontalFlip", "RandomResizedCrop", "RandomRot90", "RandomRotation",
     "RandomVerticalFlip", "Resize", "SkippedSample", "Subset", "ToArray", "Transform",
-    "default_pipeline", "eval_pipeline", "functional", "preset_eval_crop", "random_split",
+    "class_balanced_weights", "default_pipeline", "eval_pipeline", "functional", "preset_eval_crop", "random_split",
     "stratified_split", "train_pipeline",
 ]

@@ -1,0 +1,173 @@
+"""The fine-tuning recipe's knobs: augmentation presets and their evaluation pipelines,
+class weights, the balanced sampler, held-out validation fractions, warmup + cosine,
+early stopping with the best epoch restored, and test-time augmentation."""
+import numpy as np
+import pytest
+
+from weitiao.data import ArrayDataset, DataLoader, class_balanced_weights
+from weitiao.data.transforms import CenterCrop
+from weitiao.finetune import FineTuner
+from weitiao.models import resnet18
+from weitiao.optim import SGD, WarmupCosineLR
+
+
+@pytest.fixture(scope="module")
+def source():
+    model = resnet18(rng=1)
+    model.config = model.config.resized(16)
+    return model
+
+
+def imbalanced(n=24, size=16, seed=0):
+    """Preprocessed inputs, 3 of 4 samples in class 0; class 1 has a brighter channel."""
+    rng = np.random.default_rng(seed)
+    y = (np.arange(n) % 4 == 3).astype(np.int64)
+    x = rng.standard_normal((n, 3, size, size)).astype(np.float32)
+    x[y == 1, 0] += 1.5
+    return ArrayDataset(x, y, classes=["a", "b"])
+
+
+def uint8_images(n=16, seed=0):
+    rng = np.random.default_rng(seed)
+    return ArrayDataset(rng.integers(0, 255, (n, 40, 48, 3), dtype=np.uint8), np.arange(n) % 2,
+                        classes=["a", "b"])
+
+
+def test_augment_preset_picks_the_matching_evaluation(source):
+    whole = FineTuner(source, classes=["a", "b"], augment="light")
+    assert not any(isinstance(t, CenterCrop) for t in whole.preprocess().transforms)
+    cropped = FineTuner(source, classes=["a", "b"], augment="standard")
+    assert any(isinstance(t, CenterCrop) for t in cropped.preprocess().transforms)
+    forced = FineTuner(source, classes=["a", "b"], augment="light", eval_crop=True)
+    assert forced.eval_crop is True
+    with pytest.raises(ValueError, match="augment must be one of .*got 'heavy'"):
+        FineTuner(source, classes=["a", "b"], augment="heavy")
+
+
+def test_augmented_training_runs_on_images_and_save_load_keeps_the_evaluation(source, tmp_path):
+    tuner = FineTuner(source, classes=["a", "b"], augment="dihedral")
+    tuner.fit(uint8_images(), epochs=1, batch_size=8, verbose=False)
+    tuner.save(tmp_path / "m.safetensors")
+    back = FineTuner.load(tmp_path / "m.safetensors")
+    assert back.augment == "dihedral" and back.eval_crop is False
+    img = uint8_images().images[0]
+    np.testing.assert_allclose(back.predict(img)[1], tuner.predict(img)[1], atol=1e-6)
+
+
+def test_balanced_class_weight_is_scikit_learns_and_dicts_name_classes(source):
+    tuner = FineTuner(source, classes=["a", "b", "c"], class_weight="balanced")
+    # sklearn.utils.class_weight.compute_class_weight("balanced"): n / (k * count)
+    np.testing.assert_allclose(tuner.class_weights([0, 0, 0, 1, 1, 2]), [6 / 9, 6 / 6, 6 / 3])
+    named = FineTuner(source, classes=["a", "b", "c"], class_weight={"b": 3.0, 2: 0.5})
+    np.testing.assert_allclose(named.class_weights(None), [1.0, 3.0, 0.5])
+    with pytest.raises(ValueError, match="'z' is neither a class name nor an index"):
+        FineTuner(source, classes=["a", "b"], class_weight={"z": 2}).class_weights(None)
+    with pytest.raises(ValueError, match="class_weight must be None, 'balanced' or a dict"):
+        FineTuner(source, classes=["a", "b"], class_weight="inverse")
+
+
+def test_weighted_loss_is_used_in_fit(source):
+    tuner = FineTuner(source, classes=["a", "b"], class_weight="balanced")
+    tuner.fit(imbalanced(), epochs=1, batch_size=8, verbose=False)
+    np.testing.assert_allclose(tuner.loss_fn.weight, [24 / 36, 24 / 12], rtol=1e-6)
+
+
+def test_balanced_sampler_is_seeded_and_balances_classes():
+    ds = imbalanced(n=400)
+    w = class_balanced_weights(ds.targets)
+    a = DataLoader(ds, batch_size=50, seed=3, sample_weights=w)
+    b = DataLoader(ds, batch_size=50, seed=3, sample_weights=w)
+    np.testing.assert_array_equal(a.order(2), b.order(2))
+    assert not np.array_equal(a.order(1), a.order(2))
+    drawn = np.concatenate([a.order(e) for e in range(20)])
+    share = np.mean(ds.targets[drawn] == 1)
+    assert 0.47 < share < 0.53  # 25 % of the data, half of the draws
+    with pytest.raises(ValueError, match=r"shape \(400,\), got \(3,\)"):
+        DataLoader(ds, sample_weights=[1, 2, 3])
+    with pytest.raises(ValueError, match="non-negative and not all zero"):
+        DataLoader(ds, sample_weights=np.zeros(400))
+
+
+def test_fit_with_the_balanced_sampler_trains(source):
+    tuner = FineTuner(source, classes=["a", "b"])
+    tuner.fit(imbalanced(), epochs=1, batch_size=8, sampler="balanced", verbose=False)
+    with pytest.raises(ValueError, match="sampler must be None or 'balanced'"):
+        tuner.fit(imbalanced(), epochs=1, sampler="uniform", verbose=False)
+
+
+def test_val_fraction_is_stratified_seeded_and_disjoint(source):
+    tuner = FineTuner(source, classes=["a", "b"], seed=4)
+    ds = imbalanced()
+    train, val = tuner._hold_out(ds, 0.25)
+    again, val2 = FineTuner(source, classes=["a", "b"], seed=4)._hold_out(ds, 0.25)
+    assert list(val.indices) == list(val2.indices)
+    assert not set(train.indices) & set(val.indices)
+    counts = np.bincount(val.targets, minlength=2)  # 18 and 6 samples, a quarter each
+    assert abs(counts[0] - 4.5) <= 1 and abs(counts[1] - 1.5) <= 1
+    history = tuner.fit(ds, epochs=1, batch_size=8, val=0.25, verbose=False)
+    assert history.val_accuracy[0] is not None
+    with pytest.raises(ValueError, match=r"must be in \(0, 1\), got 1.5"):
+        tuner.fit(ds, epochs=1, val=1.5, verbose=False)
+
+
+def test_warmup_cosine_schedule_per_batch(source):
+    opt = SGD([{"params": [], "lr": 0.2}])
+    sched = WarmupCosineLR(opt, total_steps=20, warmup_steps=4)
+    lrs = [opt.param_groups[0]["lr"]]
+    for _ in range(20):
+        sched.step()
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs[0] == 0 and lrs[4] == pytest.approx(0.2) and lrs[20] == pytest.approx(0)
+    assert all(a <= b for a, b in zip(lrs[:4], lrs[1:5]))
+    assert all(a >= b for a, b in zip(lrs[4:], lrs[5:]))
+    tuner = FineTuner(source, classes=["a", "b"], lr=0.01)
+    tuner.fit(imbalanced(), epochs=2, batch_size=8, scheduler="warmup_cosine", verbose=False)
+    assert tuner.optimizer.param_groups[0]["lr"] == pytest.approx(0, abs=1e-12)
+    with pytest.raises(ValueError, match="warmup_steps < total_steps"):
+        WarmupCosineLR(opt, total_steps=3, warmup_steps=3)
+
+
+def test_restore_best_puts_back_the_best_validation_epoch(source):
+    ds, val = imbalanced(seed=0), imbalanced(seed=1)
+    tuner = FineTuner(source, classes=["a", "b"], lr=0.05)
+    history = tuner.fit(ds, epochs=4, batch_size=8, val=val, restore_best=True, verbose=False)
+    best = history.best_epoch
+    scores = [(a, -l) for a, l in zip(history.val_accuracy, history.val_loss)]
+    assert best == 1 + max(range(4), key=lambda i: scores[i])
+    ev = tuner.evaluate(val)
+    assert ev.accuracy == history.val_accuracy[best - 1]
+    assert ev.loss == pytest.approx(history.val_loss[best - 1], rel=1e-4)
+
+
+def test_early_stopping_stops_after_patience(source, monkeypatch):
+    tuner = FineTuner(source, classes=["a", "b"])
+    accuracies = iter([0.5, 0.6, 0.55, 0.55, 0.9, 0.9])
+    real = tuner.evaluate
+
+    def fake(data, **kw):
+        ev = real(data, **kw)
+        ev.accuracy = next(accuracies)
+        return ev
+
+    monkeypatch.setattr(tuner, "evaluate", fake)
+    history = tuner.fit(imbalanced(), epochs=6, batch_size=8, val=imbalanced(seed=1),
+                        early_stopping=2, verbose=False)
+    assert len(history) == 4 and history.best_epoch == 2
+    with pytest.raises(ValueError, match="need val"):
+        tuner.fit(imbalanced(), epochs=1, early_stopping=2, verbose=False)
+    with pytest.raises(ValueError, match="number of epochs >= 1, got 0"):
+        tuner.fit(imbalanced(), epochs=1, val=0.2, early_stopping=0, verbose=False)
+
+
+def test_tta_averages_the_probabilities_of_the_views(source):
+    tuner = FineTuner(source, classes=["a", "b"])
+    x = imbalanced(n=8).images
+    _, plain = tuner.predict(x)
+    _, flipped = tuner.predict(np.ascontiguousarray(x[..., ::-1]))
+    _, tta = tuner.predict(x, tta="flip")
+    np.testing.assert_allclose(tta, (plain + flipped) / 2, atol=1e-6)
+    ev = tuner.evaluate(imbalanced(n=8), tta="dihedral")
+    assert ev.probabilities.shape == (8, 2)
+    np.testing.assert_allclose(ev.probabilities.sum(axis=1), 1, atol=1e-9)
+    with pytest.raises(ValueError, match="tta must be None, 'flip' or 'dihedral'"):
+        tuner.evaluate(imbalanced(n=8), tta="turns")
