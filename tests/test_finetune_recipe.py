@@ -171,3 +171,20 @@ def test_tta_averages_the_probabilities_of_the_views(source):
     np.testing.assert_allclose(ev.probabilities.sum(axis=1), 1, atol=1e-9)
     with pytest.raises(ValueError, match="tta must be None, 'flip' or 'dihedral'"):
         tuner.evaluate(imbalanced(n=8), tta="turns")
+
+
+def test_head_epochs_are_a_linear_probe_then_everything_trains(source):
+    ds, val = imbalanced(seed=0), imbalanced(seed=1)
+    probe = FineTuner(source, classes=["a", "b"], freeze="backbone", seed=2)
+    probe.fit(ds, epochs=2, batch_size=8, val=val, verbose=False)
+    lpft = FineTuner(source, classes=["a", "b"], freeze=["conv1"], seed=2)
+    before = {k: v.copy() for k, v in lpft.model.state_dict().items()}
+    history = lpft.fit(ds, epochs=1, batch_size=8, val=val, head_epochs=2, verbose=False)
+    assert [e.stage for e in history.epochs] == ["head", "head", "all"]
+    assert history.val_loss[:2] == probe.history.val_loss  # the same probe, bit for bit
+    after = lpft.model.state_dict()
+    np.testing.assert_array_equal(after["conv1.weight"], before["conv1.weight"])  # still frozen
+    assert not np.array_equal(after["layer4.1.conv2.weight"], before["layer4.1.conv2.weight"])
+    assert not lpft.model.conv1.weight.requires_grad and lpft.model.layer1[0].conv1.weight.requires_grad
+    with pytest.raises(ValueError, match="head_epochs must be an int >= 0, got -1"):
+        lpft.fit(ds, epochs=1, head_epochs=-1, verbose=False)

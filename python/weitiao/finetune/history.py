@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass, field
 @dataclass
 class EpochRecord:
     """One epoch of fit: mean training loss and accuracy, validation accuracy and loss (None
-    without val), images/s, wall seconds, each parameter group's lr, and whether Ctrl-C cut
-    it short."""
+    without val), images/s, wall seconds, each parameter group's lr, whether Ctrl-C cut it
+    short, and the stage ("head" for fit's head_epochs, "all" otherwise)."""
 
     epoch: int
     loss: float
@@ -19,6 +19,7 @@ class EpochRecord:
     seconds: float
     lrs: list[float]
     interrupted: bool = False
+    stage: str = "all"  # "head": an LP-FT epoch that trained the new head only
 
 
 @dataclass

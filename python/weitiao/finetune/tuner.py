@@ -31,7 +31,7 @@ from ..nn.norm import BatchNorm2d
 from ..optim import SGD, WarmupCosineLR
 from . import batches
 from . import checkpoint as training_checkpoint
-from .freezing import apply_freeze
+from .freezing import apply_freeze, frozen_paths
 from .evaluation import TTA_VIEWS, Evaluation, log_softmax, tta_views
 from .history import EpochRecord, History
 from .interrupt import StopOnInterrupt
@@ -117,6 +117,7 @@ class FineTuner:
         self.source = source_model
         self.model = model
         self.frozen = apply_freeze(model, freeze, train_bn)
+        self._freeze_spec = (freeze, train_bn)
         self.lr = lr if lr is not None else (1e-2 if from_scratch else 1e-3)
         self.head_lr_mult = head_lr_mult if head_lr_mult is not None else \
             (1.0 if from_scratch else 10.0)
@@ -228,7 +229,7 @@ class FineTuner:
             scheduler=None, num_workers: int = 2, shuffle: bool = True,
             drop_last: bool = False, cache_features="auto", augment_passes: int = 1,
             checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1,
-            resume: bool = False, sampler: str | None = None,
+            resume: bool = False, head_epochs: int = 0, sampler: str | None = None,
             early_stopping: int | None = None, restore_best: bool = False,
             verbose: bool = True) -> History:
         """Train for ``epochs`` more epochs and return the History (also ``self.history``).
@@ -241,7 +242,10 @@ class FineTuner:
         batch: linear warmup over the first 10 % of the steps, then cosine to 0), or a
         callable ``optimizer -> scheduler`` stepped once per epoch. ``sampler="balanced"``
         draws each epoch's samples with replacement so every class comes equally often.
-        ``early_stopping`` (epochs of patience) stops when the validation accuracy has
+        ``head_epochs``: first train only the new head for that many epochs (the backbone
+        frozen, its features cached: a linear probe), then everything for ``epochs``
+        (LP-FT, Kumar et al. 2022; fastai's ``fine_tune(freeze_epochs=)``), so the body's
+        first updates come from a head that already fits. ``early_stopping`` (epochs of patience) stops when the validation accuracy has
         not improved for that many epochs; ``restore_best=True`` ends with the weights of
         the best validation epoch (ties: the lower validation loss), recorded in
         ``history.best_epoch``. ``cache_features``: with
@@ -262,10 +266,12 @@ class FineTuner:
             raise ValueError("fit(resume=True) needs checkpoint=PATH")
         if checkpoint is not None and not str(checkpoint).endswith(".safetensors"):
             raise ValueError(f"fit: checkpoint must be a .safetensors path, got {checkpoint}")
-        sched_state = None
+        if isinstance(head_epochs, bool) or not isinstance(head_epochs, int) or head_epochs < 0:
+            raise ValueError(f"fit: head_epochs must be an int >= 0, got {head_epochs!r}")
+        sched_state, total_epochs = None, epochs
         if resume and os.path.exists(checkpoint):
             sched_state = training_checkpoint.load(self, checkpoint)
-            epochs -= len(self.history)
+            epochs -= sum(e.stage != "head" for e in self.history.epochs)
             if epochs <= 0:
                 return self.history
         train_ds = batches.as_dataset(train, self.classes, "train")
@@ -295,10 +301,14 @@ class FineTuner:
                              "frozen (freeze='backbone')")
         loader = batches.loader(train_ds, self.preprocess(train=True), batch_size, shuffle,
                                 drop_last, self.seed, num_workers, weights)
+        if head_epochs and not use_cache and \
+                not any(e.stage == "head" for e in self.history.epochs):
+            if self._fit_head(loader, train_ds, val_ds, head_epochs, batch_size, drop_last,
+                              shuffle, augment_passes, num_workers, verbose):
+                return self.history  # interrupted
         steps = len(loader) if not use_cache else \
             batches.cached_steps(len(train_ds), batch_size, drop_last)
-        sched, per_batch = self._scheduler(scheduler, epochs + len(self.history) if resume
-                                           else epochs, steps)
+        sched, per_batch = self._scheduler(scheduler, total_epochs if resume else epochs, steps)
         if sched is not None and sched_state is not None:
             sched.load_state_dict(sched_state)
         from tqdm.auto import tqdm
@@ -344,6 +354,41 @@ class FineTuner:
             if restore_best:
                 self.model.load_state_dict(best[2])
         return self.history
+
+    def _fit_head(self, loader, train_ds, val_ds, epochs, batch_size, drop_last, shuffle,
+                  passes, num_workers, verbose) -> bool:
+        """LP-FT's first stage: only the new head trains, on cached backbone features, at
+        the head's lr; the backbone and the optimizer are put back after. Returns whether
+        Ctrl-C stopped it."""
+        backbone = [p for p in frozen_paths(self.model, "backbone") if p not in self.frozen]
+        for path in backbone:
+            self.model.get_submodule(path).freeze()
+        main = self.optimizer
+        head = [p for p in self.model.head.parameters() if p.requires_grad]
+        self.optimizer = SGD([{"name": "head", "params": head,
+                               "lr": self.lr * self.head_lr_mult}], **self.hparams)
+        interrupted = False
+        try:
+            with StopOnInterrupt() as stop, array_cache():
+                for epoch in range(len(self.history), len(self.history) + epochs):
+                    record = self._epoch_cached(loader, train_ds, epoch, passes, batch_size,
+                                                drop_last, shuffle, None, False, stop, verbose)
+                    record.stage = "head"
+                    if val_ds is not None and not record.interrupted:
+                        ev = self.evaluate(val_ds, batch_size=max(batch_size, 64),
+                                           num_workers=num_workers)
+                        record.val_accuracy, record.val_loss = ev.accuracy, ev.loss
+                    self.history.epochs.append(record)
+                    interrupted = record.interrupted
+                    if interrupted:
+                        break
+        finally:
+            self.optimizer = main
+            for path in backbone:
+                self.model.get_submodule(path).unfreeze()
+            apply_freeze(self.model, *self._freeze_spec)
+            self._cache = {}
+        return interrupted
 
     def _hold_out(self, train_ds, fraction: float):
         """(train, val) Subsets of ``train_ds``, ``fraction`` of each class in val."""
