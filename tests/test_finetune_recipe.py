@@ -188,3 +188,23 @@ def test_head_epochs_are_a_linear_probe_then_everything_trains(source):
     assert not lpft.model.conv1.weight.requires_grad and lpft.model.layer1[0].conv1.weight.requires_grad
     with pytest.raises(ValueError, match="head_epochs must be an int >= 0, got -1"):
         lpft.fit(ds, epochs=1, head_epochs=-1, verbose=False)
+
+
+def test_the_seed_fixes_dropout_and_drop_connect_whatever_the_source_generator():
+    import copy
+
+    from weitiao.models import efficientnet_lite0
+
+    src = efficientnet_lite0(num_classes=3, rng=None)  # an unseeded generator, as weights= get
+    src.config = src.config.resized(32)
+    other = copy.deepcopy(src).reseed(123)
+    x = np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32)
+    data = ArrayDataset(x, np.arange(8) % 2, classes=["a", "b"])
+    states = []
+    for source in (src, other, src):
+        tuner = FineTuner(source, classes=["a", "b"], seed=5)
+        tuner.fit(data, epochs=1, batch_size=4, verbose=False)
+        states.append(tuner.model.state_dict())
+    for k in states[0]:
+        np.testing.assert_array_equal(states[0][k], states[1][k], err_msg=k)
+        np.testing.assert_array_equal(states[0][k], states[2][k], err_msg=k)

@@ -36,12 +36,17 @@ def test_compare_runs_the_three_arms(source, tmp_path):
     result = compare(source, _arrays(), _arrays(12, seed=1), epochs=2, batch_size=8,
                      verbose=False)
     assert list(result.histories) == ["fine-tune", "scratch", "linear probe"]
-    assert all(len(h) == 2 for h in result.histories.values())
-    groups = {g["name"]: g["lr"] for g in result.tuners["scratch"].optimizer.param_groups}
+    lengths = {name: len(h) for name, h in result.histories.items()}
+    assert lengths == {"fine-tune": 4, "scratch": 2, "linear probe": 4}  # 2 head epochs first
+    assert [e.stage for e in result.histories["fine-tune"].epochs] == ["head"] * 2 + ["all"] * 2
+    assert result.tuners["fine-tune"].augment == "light"
+    groups = {g["name"]: g["initial_lr"]  # warmup + cosine ends at 0
+              for g in result.tuners["scratch"].optimizer.param_groups}
     assert groups["body"] == pytest.approx(1e-2) and groups["head"] == pytest.approx(1e-2)
     assert result.tuners["linear probe"].frozen
     table = result.table()
     assert table.count("\n") == 4 and "| linear probe |" in table and "acc[a]" in table
+    assert "macro-F1" in table
     result.figure().savefig(tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 1000
 

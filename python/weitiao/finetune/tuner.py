@@ -98,6 +98,7 @@ class FineTuner:
         else:
             model = copy.deepcopy(source_model)
             model.replace_head(len(self.classes), rng=rng)
+        model.reseed(seed)  # dropout and drop-connect draw from the tuner's seed
         if image_size is not None:
             model.config = model.config.resized(image_size)
         if bn_momentum is not None:

@@ -184,6 +184,15 @@ class Module:
             object.__setattr__(m, "frozen", False)
         return self
 
+    def reseed(self, seed: int) -> "Module":
+        """Give every stochastic layer inside (dropout, drop-connect: modules holding a
+        ``_rng`` generator) its own generator from (``seed``, its position), so training
+        with one seed repeats bit for bit whatever generator the model was built with."""
+        for i, m in enumerate(self.modules()):
+            if isinstance(getattr(m, "_rng", None), np.random.Generator):
+                object.__setattr__(m, "_rng", np.random.default_rng([int(seed), i]))
+        return self
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear the gradients (to ``None`` by default, as PyTorch)."""
         for p in self.parameters():
