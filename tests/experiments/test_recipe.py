@@ -13,9 +13,10 @@ while choosing (the demo's test split is used once, by the demo). Targets:
 
 Arms: the old defaults (augment "standard", body lr 1e-3 constant, head 10x), then
 augmentation presets ("light": whole image, small affine, flip; "standard": random resized
-crop and flip) and learning rates under warmup + cosine, LP-FT (two epochs of the head
-alone on cached features before the 8 epochs of everything), the linear probe (cached
-features, head lr 1e-1 with the same schedule) and training from scratch (lr 1e-2).
+crop and flip) and learning rates under warmup + cosine, the linear probe (cached
+features, head lr 1e-1 with the same schedule) and training from scratch (lr 1e-2); on elpv
+also the eight turns and flips ("dihedral"), with and without the class-balanced sampler,
+each evaluated with and without dihedral test-time augmentation.
 
     pytest -m experiment tests/experiments/test_recipe.py -s
 """
@@ -34,17 +35,21 @@ SEEDS = (0, 1, 2)
 EPOCHS, BATCH = 8, 32
 ARMS = {
     "old default: standard, lr 1e-3 constant": dict(augment="standard", lr=1e-3),
-    "standard, lr 1e-2, warmup-cosine": dict(augment="standard", lr=1e-2,
-                                             sched="warmup_cosine"),
     "light, lr 1e-2, warmup-cosine": dict(augment="light", lr=1e-2, sched="warmup_cosine"),
-    "light, lr 1e-2, warmup-cosine, LP-FT (2 head epochs first)": dict(
-        augment="light", lr=1e-2, sched="warmup_cosine", head_epochs=2),
     "linear probe (light, head lr 1e-1)": dict(augment="light", lr=1e-2, freeze="backbone",
                                                sched="warmup_cosine"),
     "scratch (light, lr 1e-2)": dict(augment="light", lr=1e-2, from_scratch=True,
                                      sched="warmup_cosine"),
 }
-CHOSEN = "light, lr 1e-2, warmup-cosine, LP-FT (2 head epochs first)"
+# elpv cells have no up or left: the eight turns and flips, and a class-balanced sampler
+# for its rare middle classes, are tried there only.
+ELPV_ARMS = {
+    "dihedral, lr 1e-2, warmup-cosine": dict(augment="dihedral", lr=1e-2,
+                                             sched="warmup_cosine"),
+    "dihedral, lr 1e-2, warmup-cosine, balanced sampler": dict(
+        augment="dihedral", lr=1e-2, sched="warmup_cosine", sampler="balanced"),
+}
+CHOSEN = "light, lr 1e-2, warmup-cosine"
 OLD, PROBE, SCRATCH = ("old default: standard, lr 1e-3 constant",
                        "linear probe (light, head lr 1e-1)", "scratch (light, lr 1e-2)")
 ASSERTED: set = set()
@@ -81,26 +86,33 @@ def fmnist_target(classes, per_class, seed):
 
 
 TARGETS = {
+    "elpv": elpv_target,
     "Fashion-MNIST 10": lambda seed: fmnist_target(list(range(10)), 30, seed),
     "Fashion-MNIST tops": lambda seed: fmnist_target([0, 2, 4, 6], 50, seed),
-    "elpv": elpv_target,
 }
+
+
+def arms_of(target: str) -> dict:
+    return {**ARMS, **ELPV_ARMS} if target == "elpv" else ARMS
 
 
 def run_arm(source, train, val, size, seed, arm):
     from weitiao.finetune import FineTuner
 
     options = dict(arm)
-    sched, head_epochs = options.pop("sched", None), options.pop("head_epochs", 0)
+    fit_options = {k: options.pop(k) for k in ("sched", "head_epochs", "sampler") if k in options}
+    fit_options["scheduler"] = fit_options.pop("sched", None)
     tuner = FineTuner(source, classes=train.classes, image_size=size, seed=seed, **options)
     began = time.perf_counter()
-    tuner.fit(train, EPOCHS, batch_size=BATCH, scheduler=sched, head_epochs=head_epochs,
-              verbose=False)
+    tuner.fit(train, EPOCHS, batch_size=BATCH, verbose=False, **fit_options)
     ev = tuner.evaluate(val, batch_size=128)
     out = {"accuracy": ev.accuracy, "balanced_accuracy": ev.balanced_accuracy,
            "macro_f1": ev.macro_f1, "seconds": time.perf_counter() - began}
     if train.classes == ["0", "1/3", "2/3", "1"]:
         out["binary_accuracy"] = ev.binary_accuracy(["2/3", "1"])
+        tta = tuner.evaluate(val, batch_size=128, tta="dihedral")
+        out["tta_accuracy"] = tta.accuracy
+        out["tta_binary_accuracy"] = tta.binary_accuracy(["2/3", "1"])
     return out
 
 
@@ -111,11 +123,11 @@ def test_recipe_on_three_targets():
 
     began = time.perf_counter()
     source = efficientnet_lite0(weights="imagenet")
-    results = {t: {a: [] for a in ARMS} for t in TARGETS}
+    results = {t: {a: [] for a in arms_of(t)} for t in TARGETS}
     for target, make in TARGETS.items():
         for seed in SEEDS:
             train, val, size = make(seed)
-            for arm, options in ARMS.items():
+            for arm, options in arms_of(target).items():
                 r = run_arm(source, train, val, size, seed, options)
                 results[target][arm].append(r)
                 print(f"{target} seed {seed} {arm}: {r}", flush=True)
@@ -130,14 +142,15 @@ def test_recipe_on_three_targets():
                          acc[PROBE], asserted=(target, "probe") in ASSERTED),
                    Claim(f"{target}: fine-tuning beats training from scratch", acc[CHOSEN],
                          acc[SCRATCH], asserted=(target, "scratch") in ASSERTED)]
-    header = ["arm", *TARGETS, "elpv binary", "elpv macro-F1", "seconds (elpv)"]
+    header = ["arm", *TARGETS, "elpv binary", "elpv macro-F1", "elpv with dihedral TTA",
+              "elpv binary, TTA", "seconds (elpv)"]
     rows = []
-    for arm in ARMS:
+    for arm in arms_of("elpv"):
         e = results["elpv"][arm]
         rows.append([arm, *[expkit.pct([r["accuracy"] for r in results[t][arm]])
-                            for t in TARGETS],
-                     expkit.pct([r["binary_accuracy"] for r in e]),
-                     expkit.pct([r["macro_f1"] for r in e]),
+                            if arm in results[t] else "" for t in TARGETS],
+                     *[expkit.pct([r[k] for r in e]) for k in
+                       ("binary_accuracy", "macro_f1", "tta_accuracy", "tta_binary_accuracy")],
                      f"{expkit.mean_std([r['seconds'] for r in e])[0]:.0f}"])
     body = "\n\n".join([
         "## 5. The fine-tuning recipe on three targets (validation splits)",
