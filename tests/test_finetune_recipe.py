@@ -208,3 +208,22 @@ def test_the_seed_fixes_dropout_and_drop_connect_whatever_the_source_generator()
     for k in states[0]:
         np.testing.assert_array_equal(states[0][k], states[1][k], err_msg=k)
         np.testing.assert_array_equal(states[0][k], states[2][k], err_msg=k)
+
+
+def test_soft_targets_train_each_label_towards_its_row(source):
+    from weitiao.nn import CrossEntropyLoss
+
+    table = np.array([[0.8, 0.2], [0.3, 0.7]])
+    tuner = FineTuner(source, classes=["a", "b"], soft_targets=table)
+    logits = np.random.default_rng(0).standard_normal((4, 2)).astype(np.float32)
+    labels = np.array([0, 1, 1, 0])
+    grads = []
+    tuner._step(logits, labels, grads.append)
+    expected = CrossEntropyLoss()
+    expected(logits, table[labels].astype(np.float32))
+    np.testing.assert_allclose(grads[0], expected.backward(), rtol=1e-6)
+    tuner.fit(imbalanced(), epochs=1, batch_size=8, verbose=False)
+    with pytest.raises(ValueError, match=r"must be \(2, 2\) for 2 classes, got shape \(3, 3\)"):
+        FineTuner(source, classes=["a", "b"], soft_targets=np.eye(3))
+    with pytest.raises(ValueError, match="probability distribution"):
+        FineTuner(source, classes=["a", "b"], soft_targets=[[0.5, 0.6], [0, 1]])

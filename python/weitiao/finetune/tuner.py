@@ -67,7 +67,10 @@ class FineTuner:
     pipeline: the whole image resized after "none", "light" and "dihedral", resize and
     centre crop otherwise; ``eval_crop`` (True or False) overrides that. ``class_weight``
     ("balanced": n / (K * n_class), as scikit-learn; or a dict class name or index ->
-    weight, others 1) weighs the training loss by the true class.
+    weight, others 1) weighs the training loss by the true class. ``soft_targets``, a
+    (K, K) array whose row k is a probability distribution, trains label k towards row k
+    instead of one-hot (soft cross-entropy): ordinal labels such as elpv's defect
+    probabilities can share mass with their neighbours, e.g. row 1 = [0.15, 0.7, 0.15, 0].
 
     >>> ft = FineTuner(efficientnet_lite0(weights="imagenet"), classes=["ok", "defect"])
     >>> history = ft.fit(train_set, epochs=5, val=val_set)  # doctest: +SKIP
@@ -80,7 +83,7 @@ class FineTuner:
                  label_smoothing: float = 0.0, from_scratch: bool = False,
                  reuse_classifier=None, image_size: int | None = None,
                  bn_momentum: float | None = 0.1, augment=None, eval_crop: bool | None = None,
-                 class_weight=None, seed: int = 0):
+                 class_weight=None, soft_targets=None, seed: int = 0):
         if not isinstance(source_model, Classifier):
             raise TypeError(f"FineTuner: source_model must be a weitiao model with a known "
                             f"output layer (weitiao.models), got {type(source_model).__name__}")
@@ -114,6 +117,7 @@ class FineTuner:
             raise ValueError(f"FineTuner: class_weight must be None, 'balanced' or a dict "
                              f"class -> weight, got {class_weight!r}")
         self.class_weight = class_weight
+        self.soft_targets = _soft_targets(soft_targets, len(self.classes))
         self.label_smoothing = label_smoothing
         self.source = source_model
         self.model = model
@@ -418,7 +422,8 @@ class FineTuner:
                          f"or a callable optimizer -> scheduler, got {scheduler!r}")
 
     def _step(self, logits: np.ndarray, labels: np.ndarray, backward) -> tuple[float, int]:
-        loss = self.loss_fn(logits, labels)
+        targets = labels if self.soft_targets is None else self.soft_targets[labels]
+        loss = self.loss_fn(logits, targets)
         if not math.isfinite(loss):
             raise FloatingPointError(
                 f"the loss became {loss} (learning rate {self.optimizer.param_groups[-1]['lr']:g}"
@@ -606,3 +611,18 @@ def _class_names(num_classes, classes) -> list[str]:
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"FineTuner: num_classes must be a positive int, got {num_classes!r}")
     return [str(i) for i in range(num_classes)]
+
+
+def _soft_targets(table, k: int) -> np.ndarray | None:
+    """A (K, K) float32 table of target distributions, checked, or None."""
+    if table is None:
+        return None
+    m = np.asarray(table, dtype=np.float64)
+    if m.shape != (k, k):
+        raise ValueError(f"FineTuner: soft_targets must be ({k}, {k}) for {k} classes, got "
+                         f"shape {m.shape}")
+    if not np.all(np.isfinite(m)) or np.any(m < 0) or not np.allclose(m.sum(axis=1), 1,
+                                                                         atol=1e-6):
+        raise ValueError("FineTuner: each row of soft_targets must be a probability "
+                         "distribution (non-negative, summing to 1)")
+    return np.ascontiguousarray(m, dtype=np.float32)
