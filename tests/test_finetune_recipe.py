@@ -227,3 +227,46 @@ def test_soft_targets_train_each_label_towards_its_row(source):
         FineTuner(source, classes=["a", "b"], soft_targets=np.eye(3))
     with pytest.raises(ValueError, match="probability distribution"):
         FineTuner(source, classes=["a", "b"], soft_targets=[[0.5, 0.6], [0, 1]])
+
+
+def test_ema_validates_with_and_ends_with_the_averaged_weights(source):
+    from weitiao.finetune.ema import WeightEMA
+
+    tuner = FineTuner(source, classes=["a", "b"], lr=0.05)
+    history = tuner.fit(imbalanced(), epochs=2, batch_size=8, val=imbalanced(seed=1),
+                        ema=0.9, verbose=False)
+    assert tuner._ema is None
+    ev = tuner.evaluate(imbalanced(seed=1))
+    assert ev.loss == pytest.approx(history.val_loss[-1], rel=1e-4)  # the EMA weights stayed
+    plain = FineTuner(source, classes=["a", "b"], lr=0.05)
+    plain.fit(imbalanced(), epochs=2, batch_size=8, verbose=False)
+    assert not np.array_equal(plain.model.fc.weight.data, tuner.model.fc.weight.data)
+    # the average by hand: d_t = min(decay, (1 + t) / (10 + t))
+    layer = source.fc
+    ema = WeightEMA(layer, 0.5)
+    start = layer.weight.data.copy()
+    with ema.applied():
+        pass
+    np.testing.assert_array_equal(layer.weight.data, start)
+    with pytest.raises(ValueError, match=r"decay must be in \(0, 1\)"):
+        WeightEMA(layer, 1.0)
+
+
+def test_gradual_unfreezing_opens_one_stage_per_epoch(source, monkeypatch):
+    tuner = FineTuner(source, classes=["a", "b"], freeze="stem")
+    seen = []
+    real = tuner._run_batches
+
+    def spy(*args, **kwargs):
+        seen.append({name: next(tuner.model.get_submodule(paths[0]).parameters()).requires_grad
+                     for name, paths in tuner.model.stages})
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tuner, "_run_batches", spy)
+    tuner.fit(imbalanced(), epochs=3, batch_size=8, unfreeze="gradual", verbose=False)
+    assert [sum(s.values()) for s in seen] == [0, 1, 2]
+    assert seen[1]["layer4"] and not seen[1]["layer3"]
+    assert not tuner.model.conv1.weight.requires_grad  # the user's freeze holds after fit
+    assert tuner.model.layer1[0].conv1.weight.requires_grad
+    with pytest.raises(ValueError, match="unfreeze must be None or 'gradual'"):
+        tuner.fit(imbalanced(), epochs=1, unfreeze="all", verbose=False)

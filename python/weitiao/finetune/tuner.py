@@ -32,6 +32,7 @@ from ..optim import SGD, WarmupCosineLR
 from . import batches
 from . import checkpoint as training_checkpoint
 from .freezing import apply_freeze, frozen_paths
+from .ema import WeightEMA
 from .evaluation import TTA_VIEWS, Evaluation, log_softmax, tta_views
 from .history import EpochRecord, History
 from .interrupt import StopOnInterrupt
@@ -133,6 +134,7 @@ class FineTuner:
         self.history = History()
         self.reuse_report: ReuseReport | None = None
         self._cache: dict = {}
+        self._ema: WeightEMA | None = None
         if reuse_classifier is not None:
             self.reuse_classifier(reuse_classifier)
 
@@ -236,6 +238,7 @@ class FineTuner:
             checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1,
             resume: bool = False, head_epochs: int = 0, sampler: str | None = None,
             early_stopping: int | None = None, restore_best: bool = False,
+            ema: float | None = None, unfreeze: str | None = None,
             verbose: bool = True) -> History:
         """Train for ``epochs`` more epochs and return the History (also ``self.history``).
 
@@ -253,7 +256,11 @@ class FineTuner:
         first updates come from a head that already fits. ``early_stopping`` (epochs of patience) stops when the validation accuracy has
         not improved for that many epochs; ``restore_best=True`` ends with the weights of
         the best validation epoch (ties: the lower validation loss), recorded in
-        ``history.best_epoch``. ``cache_features``: with
+        ``history.best_epoch``. ``ema`` (e.g. 0.999) keeps an exponential moving average of
+        the weights (see :class:`WeightEMA`), validates with it and ends with it in the
+        model. ``unfreeze="gradual"`` (ULMFiT) trains only the head in the first epoch,
+        then one more stage from the top each epoch, everything from epoch
+        ``len(stages) + 1`` on (what ``freeze`` holds stays frozen). ``cache_features``: with
         everything below the head frozen, compute backbone features once per augmentation
         pass (``augment_passes`` passes, reused in turn across epochs) and train the head on
         them; "auto" does so whenever the backbone is frozen. Ctrl-C stops cleanly at the
@@ -292,6 +299,8 @@ class FineTuner:
                                            or early_stopping < 1):
             raise ValueError(f"fit: early_stopping must be a number of epochs >= 1, got "
                              f"{early_stopping!r}")
+        if unfreeze not in (None, "gradual"):
+            raise ValueError(f"fit: unfreeze must be None or 'gradual', got {unfreeze!r}")
         if sampler not in (None, "balanced"):
             raise ValueError(f"fit: sampler must be None or 'balanced', got {sampler!r}")
         needs_targets = sampler == "balanced" or self.class_weight == "balanced"
@@ -320,10 +329,14 @@ class FineTuner:
 
         start = len(self.history)
         best = None  # (accuracy, -loss), epoch index, weights
+        self._ema = WeightEMA(self.model, ema) if ema is not None else None
+        averaged = self._ema.applied if self._ema is not None else contextlib.nullcontext
         epoch_bar = tqdm(range(start, start + epochs), desc="fit", unit="epoch",
                          disable=not verbose)
         with StopOnInterrupt() as stop, array_cache():
             for epoch in epoch_bar:
+                if unfreeze == "gradual":
+                    self._train_top_stages(epoch - start)
                 if use_cache:
                     record = self._epoch_cached(loader, train_ds, epoch, augment_passes,
                                                 batch_size, drop_last, shuffle, sched,
@@ -331,14 +344,15 @@ class FineTuner:
                 else:
                     record = self._epoch(loader, epoch, sched, per_batch, stop, verbose)
                 if val_ds is not None and not record.interrupted:
-                    ev = self.evaluate(val_ds, batch_size=max(batch_size, 64),
-                                       num_workers=num_workers)
-                    record.val_accuracy, record.val_loss = ev.accuracy, ev.loss
-                    score = (ev.accuracy, -ev.loss)
-                    if best is None or score > best[0]:
-                        best = (score, epoch, {k: np.array(v, copy=True) for k, v in
-                                               self.model.state_dict().items()}
-                                if restore_best else None)
+                    with averaged():
+                        ev = self.evaluate(val_ds, batch_size=max(batch_size, 64),
+                                           num_workers=num_workers)
+                        record.val_accuracy, record.val_loss = ev.accuracy, ev.loss
+                        score = (ev.accuracy, -ev.loss)
+                        if best is None or score > best[0]:
+                            best = (score, epoch, {k: np.array(v, copy=True) for k, v in
+                                                   self.model.state_dict().items()}
+                                    if restore_best else None)
                 self.history.epochs.append(record)
                 epoch_bar.set_postfix(loss=f"{record.loss:.3f}",
                                       val=f"{record.val_accuracy:.3f}"
@@ -354,11 +368,29 @@ class FineTuner:
                         epoch - best[1] >= early_stopping:
                     break
         epoch_bar.close()
+        if unfreeze == "gradual":
+            self._train_top_stages(len(self.model.stages) + 1)
+        if self._ema is not None:
+            self._ema.copy_to_model()
+            self._ema = None
         if best is not None:
             self.history.best_epoch = best[1] + 1
             if restore_best:
                 self.model.load_state_dict(best[2])
         return self.history
+
+    def _train_top_stages(self, stages: int) -> None:
+        """Gradual unfreezing: only the top ``stages`` stages (and the head) train; the
+        user's ``freeze`` is applied on top."""
+        all_stages = list(self.model.stages)
+        for i, (_, paths) in enumerate(all_stages):
+            for path in paths:
+                module = self.model.get_submodule(path)
+                if i >= len(all_stages) - stages:
+                    module.unfreeze()
+                else:
+                    module.freeze()
+        apply_freeze(self.model, *self._freeze_spec)
 
     def _fit_head(self, loader, train_ds, val_ds, epochs, batch_size, drop_last, shuffle,
                   passes, num_workers, verbose) -> bool:
@@ -446,6 +478,8 @@ class FineTuner:
         try:
             for x, y in bar:
                 loss, right = self._step(forward(x), y, backward)
+                if self._ema is not None:
+                    self._ema.update()
                 if sched is not None and per_batch:
                     sched.step()
                 loss_sum += loss * len(y)
