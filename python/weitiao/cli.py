@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     ft.add_argument("--val-split", type=float, default=0.0,
                     help="hold out this fraction of --data (stratified) when no --val")
     ft.add_argument("--epochs", type=int, default=5)
-    ft.add_argument("--lr", type=float, default=None, help="body learning rate (1e-3)")
+    ft.add_argument("--lr", type=float, default=None, help="body learning rate (1e-2)")
     ft.add_argument("--head-lr-mult", type=float, default=None, help="head lr factor (10)")
     ft.add_argument("--freeze", default=None, help="stage name, number of stages, "
                     "comma-separated names, or 'backbone'")

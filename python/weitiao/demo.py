@@ -32,11 +32,11 @@ PRESETS = {
     "full": Preset(image_size=128, epochs=12, seeds=(0, 1, 2)),
 }
 
-# The training recipe of all three arms (compare() keywords), chosen on elpv validation
-# splits: elpv cells have no up or left, so all eight turns and flips are fair game, and
-# test-time augmentation averages over the same eight views.
-RECIPE = dict(augment="dihedral", lr=1e-2, scheduler="warmup_cosine", head_epochs=0,
-              tta="dihedral")
+# The training recipe of all three arms (compare() keywords). elpv cells have no up or
+# left, so all eight turns and flips are fair game; on the elpv validation splits of
+# experiment 5 they did as well as "light", the balanced sampler traded 20 points of
+# accuracy for balanced accuracy, and test-time augmentation did not pay, so it is off.
+RECIPE = dict(augment="dihedral", lr=1e-2, scheduler="warmup_cosine", head_epochs=0)
 DEFECTIVE = ["2/3", "1"]  # the paper's binary task: defect probability >= 0.5
 
 PAPER = {

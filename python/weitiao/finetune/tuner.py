@@ -45,7 +45,8 @@ class FineTuner:
     """Fine-tune a copy of ``source_model`` on a target dataset.
 
     ``num_classes`` or ``classes`` (names, in label order) sizes the new output layer.
-    ``lr`` is the body's learning rate (default 1e-3, or 1e-2 from scratch) for the mean
+    ``lr`` is the body's learning rate (default 1e-2, measured better than d2l's smaller
+    rate on small targets: docs/experiments.md, experiments 3 and 5) for the mean
     cross-entropy with SGD momentum 0.9; the new head gets ``lr * head_lr_mult`` (default
     10, or 1 from scratch). ``freeze`` is None, a stage name ("layer2" freezes the stem up
     to layer2), a number of bottom stages, a list of stage names or module paths, or
@@ -64,7 +65,9 @@ class FineTuner:
 
     ``augment`` is the training augmentation: a preset name ("none", "light", "dihedral",
     "standard", "strong"; ``weitiao.data.AUGMENT_PRESETS``), a Preset, a callable transform,
-    or None for ``weitiao.data.DEFAULT_AUGMENT``. Evaluation and prediction use the matching
+    or None for the source model's own pretraining pipeline (``DEFAULT_AUGMENT``,
+    "standard"). The default, "light" (the whole image, small affine changes, a flip), beat
+    "standard" on small targets (docs/experiments.md, experiment 5). Evaluation and prediction use the matching
     pipeline: the whole image resized after "none", "light" and "dihedral", resize and
     centre crop otherwise; ``eval_crop`` (True or False) overrides that. ``class_weight``
     ("balanced": n / (K * n_class), as scikit-learn; or a dict class name or index ->
@@ -83,7 +86,7 @@ class FineTuner:
                  freeze=None, train_bn: bool = True, layer_decay: float | None = None,
                  label_smoothing: float = 0.0, from_scratch: bool = False,
                  reuse_classifier=None, image_size: int | None = None,
-                 bn_momentum: float | None = 0.1, augment=None, eval_crop: bool | None = None,
+                 bn_momentum: float | None = 0.1, augment="light", eval_crop: bool | None = None,
                  class_weight=None, soft_targets=None, seed: int = 0):
         if not isinstance(source_model, Classifier):
             raise TypeError(f"FineTuner: source_model must be a weitiao model with a known "
@@ -124,7 +127,7 @@ class FineTuner:
         self.model = model
         self.frozen = apply_freeze(model, freeze, train_bn)
         self._freeze_spec = (freeze, train_bn)
-        self.lr = lr if lr is not None else (1e-2 if from_scratch else 1e-3)
+        self.lr = lr if lr is not None else 1e-2
         self.head_lr_mult = head_lr_mult if head_lr_mult is not None else \
             (1.0 if from_scratch else 10.0)
         self.layer_decay = layer_decay
@@ -233,7 +236,7 @@ class FineTuner:
 
     # ------------------------------------------------------------------ training
     def fit(self, train, epochs: int = 5, val=None, *, batch_size: int = 32,
-            scheduler=None, num_workers: int = 2, shuffle: bool = True,
+            scheduler="warmup_cosine", num_workers: int = 2, shuffle: bool = True,
             drop_last: bool = False, cache_features="auto", augment_passes: int = 1,
             checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1,
             resume: bool = False, head_epochs: int = 0, sampler: str | None = None,
@@ -246,12 +249,14 @@ class FineTuner:
         transform they get ``self.preprocess``) or (images, labels) arrays; ``val`` may
         also be a fraction (e.g. 0.2) of ``train`` to hold out, stratified by class and
         drawn from ``seed``, so nothing is chosen on the test split.
-        ``scheduler``: None, "cosine" (per epoch), "onecycle" or "warmup_cosine" (per
-        batch: linear warmup over the first 10 % of the steps, then cosine to 0), or a
-        callable ``optimizer -> scheduler`` stepped once per epoch. ``sampler="balanced"``
+        ``scheduler``: "warmup_cosine" (the default, per batch: linear warmup over the
+        first 10 % of the steps, then cosine to 0 at the end of this call), "onecycle" (per
+        batch), "cosine" (per epoch), None (a constant rate), or a callable
+        ``optimizer -> scheduler`` stepped once per epoch. ``sampler="balanced"``
         draws each epoch's samples with replacement so every class comes equally often.
-        ``head_epochs``: first train only the new head for that many epochs (the backbone
-        frozen, its features cached: a linear probe), then everything for ``epochs``
+        ``head_epochs``: first train only the new head for that many epochs at a constant
+        rate (the backbone frozen, its features cached: a linear probe), then everything
+        for ``epochs``
         (LP-FT, Kumar et al. 2022; fastai's ``fine_tune(freeze_epochs=)``), so the body's
         first updates come from a head that already fits. ``early_stopping`` (epochs of patience) stops when the validation accuracy has
         not improved for that many epochs; ``restore_best=True`` ends with the weights of
