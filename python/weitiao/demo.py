@@ -229,9 +229,8 @@ def _figures(result, out: str, image_size: int, epochs: int, seed: int) -> list[
         result.figure(title=f"elpv, EfficientNet-Lite0, {image_size} px, {epochs} epochs, "
                             f"seed {seed}").savefig(curves, dpi=120)
         confusion = os.path.join(out, "confusion.png")
-        fig = plot_confusion(result.evaluations["fine-tune"])
-        fig.axes[0].set_title("fine-tune, elpv test split")
-        fig.savefig(confusion, dpi=120)
+        plot_confusion(result.evaluations["fine-tune"],
+                       title=f"fine-tune, elpv test split, seed {seed}").savefig(confusion, dpi=120)
         return [curves, confusion]
     except ImportError as e:
         return [f"(not drawn: {e})"]

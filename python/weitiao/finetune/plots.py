@@ -50,7 +50,7 @@ def plot_curves(histories: dict, title: str = ""):
     return fig
 
 
-def plot_confusion(evaluation, ax=None):
+def plot_confusion(evaluation, ax=None, title: str = ""):
     """The confusion matrix of an Evaluation, rows true class, columns predicted."""
     plt = _pyplot()
     if ax is None:
@@ -68,5 +68,7 @@ def plot_confusion(evaluation, ax=None):
                     color="white" if m[i, j] > m.max() / 2 else "black")
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
+    if title:
+        ax.set_title(title)
     fig.tight_layout()
     return fig
