@@ -141,6 +141,8 @@ def other_entries():
         "set_num_threads": (lambda: _C.set_num_threads(threads), lambda: _C.set_num_threads(0),
                             ValueError),
         "get_num_threads": (_C.get_num_threads, lambda: _C.get_num_threads(1), TypeError),
+        "set_winograd": (lambda: _C.set_winograd(True), lambda: _C.set_winograd(1), TypeError),
+        "get_winograd": (_C.get_winograd, lambda: _C.get_winograd(1), TypeError),
         "blas_info": (_C.blas_info, lambda: _C.blas_info(None), TypeError),
     }
     if hasattr(_C, "array_cache_handler"):
