@@ -1,0 +1,268 @@
+/* The convolution entry points: conv2d_forward, conv2d_backward_data and
+ * conv2d_backward_weight over the kernels of conv2d.c (im2col, 1x1, depthwise, Winograd). */
+#include "args.h"
+#include "methods.h"
+
+#include "conv2d.h"
+#include "runtime.h"
+#include "threads.h"
+
+/* Padding as an int, (pad_h, pad_w), or (top, bottom, left, right). */
+static int parse_padding(PyObject *obj, const char *fn, int64_t pad[4]) {
+    if (PySequence_Check(obj) && !PyUnicode_Check(obj) && PySequence_Size(obj) == 4) {
+        return parse_ints(obj, fn, "padding", pad, 4, 0);
+    }
+    PyErr_Clear(); /* len() fails for a 0-d array, which can still be an integer */
+    int64_t hw[2];
+    if (is_integer(obj) || (PySequence_Check(obj) && PySequence_Size(obj) == 2)) {
+        if (parse_ints(obj, fn, "padding", hw, 2, 0) < 0) {
+            return -1;
+        }
+        pad[0] = pad[1] = hw[0];
+        pad[2] = pad[3] = hw[1];
+        return 0;
+    }
+    PyErr_Clear();
+    PyErr_Format(PyExc_TypeError,
+                 "%s: padding: expected an int, (pad_h, pad_w) or (top, bottom, left, right), "
+                 "got %R",
+                 fn, obj);
+    return -1;
+}
+
+/* Fills a conv2d_shape from x's and weight's dims and the hyperparameters, with messages
+ * that name what does not fit. */
+static int conv_shape(conv2d_shape *s, const char *fn, const char *wname, const npy_intp *xd,
+                      const npy_intp *wd, PyObject *stride, PyObject *padding,
+                      PyObject *dilation, PyObject *groups_obj) {
+    int64_t st[2], dl[2], pad[4], g;
+    if (parse_ints(stride, fn, "stride", st, 2, 1) < 0 ||
+        parse_ints(dilation, fn, "dilation", dl, 2, 1) < 0 || parse_padding(padding, fn, pad) < 0 ||
+        parse_ints(groups_obj, fn, "groups", &g, 1, 1) < 0) {
+        return -1;
+    }
+    const long groups = (long)g;
+    if (xd[1] % groups != 0 || wd[0] % groups != 0) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s: groups=%ld must divide the input channels (%lld) and the output "
+                     "channels (%lld)",
+                     fn, groups, (long long)xd[1], (long long)wd[0]);
+        return -1;
+    }
+    if (wd[1] != xd[1] / groups || wd[0] == 0 || wd[2] == 0 || wd[3] == 0) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s: %s: expected shape (OC, %lld, KH, KW) with OC, KH, KW >= 1 for %lld "
+                     "input channels and groups=%ld, got (%lld, %lld, %lld, %lld)",
+                     fn, wname, (long long)(xd[1] / groups), (long long)xd[1], groups, (long long)wd[0],
+                     (long long)wd[1], (long long)wd[2], (long long)wd[3]);
+        return -1;
+    }
+    if (expect_nonempty_chw(xd, fn, "x") < 0) {
+        return -1;
+    }
+    /* H and W reach 2^40 through input_shape, and more in an empty batch: the padded plane's
+     * area bounds OH*OW, so keeping it in int64 keeps conv2d_shape_init's product there too. */
+    const int64_t in_h = xd[2] + pad[0] + pad[1], in_w = xd[3] + pad[2] + pad[3];
+    if (in_h > INT64_MAX / in_w) {
+        PyErr_Format(PyExc_ValueError, "%s: the padded input (%lld x %lld) is too large", fn,
+                     (long long)in_h, (long long)in_w);
+        return -1;
+    }
+    *s = (conv2d_shape){.n = xd[0], .c = xd[1], .h = xd[2], .w = xd[3], .oc = wd[0],
+                        .kh = wd[2], .kw = wd[3], .stride_h = st[0], .stride_w = st[1],
+                        .pad_top = pad[0], .pad_bottom = pad[1], .pad_left = pad[2],
+                        .pad_right = pad[3], .dilation_h = dl[0], .dilation_w = dl[1],
+                        .groups = groups, .no_winograd = !winograd_enabled()};
+    wt_status status = conv2d_shape_init(s);
+    if (status == WT_ERR_SHAPE) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s: the padded input (%lld x %lld) is smaller than the dilated kernel "
+                     "(%lld x %lld): the output would be empty",
+                     fn, (long long)(s->h + pad[0] + pad[1]), (long long)(s->w + pad[2] + pad[3]),
+                     (long long)(dl[0] * (s->kh - 1) + 1), (long long)(dl[1] * (s->kw - 1) + 1));
+        return -1;
+    }
+    if (check_status(status, fn) < 0) {
+        return -1;
+    }
+    npy_intp yd[4] = {s->n, s->oc, s->oh, s->ow};
+    return check_size(yd, 4, fn, "the output");
+}
+
+#define CONV_KWARGS "stride", "padding", "dilation", "groups"
+
+static PyObject *py_conv2d_forward(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
+    static const char *fn = "conv2d_forward";
+    static char *kwlist[] = {"x", "weight", "bias", CONV_KWARGS, NULL};
+    PyObject *x_obj, *w_obj, *b_obj = Py_None, *stride = NULL, *padding = NULL, *dilation = NULL;
+    PyObject *groups = NULL;
+    PyArrayObject *x = NULL, *w = NULL, *b = NULL, *y = NULL;
+    float *ws = NULL;
+    int failed = 0;
+    PyObject *one = PyLong_FromLong(1), *zero = PyLong_FromLong(0);
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|OOOOO:conv2d_forward", kwlist, &x_obj, &w_obj,
+                                     &b_obj, &stride, &padding, &dilation, &groups)) {
+        goto cleanup;
+    }
+    if (!(x = input_f32(x_obj, fn, "x", 4, "(N, C, H, W)")) ||
+        !(w = input_f32(w_obj, fn, "weight", 4, "(OC, C/groups, KH, KW)"))) {
+        goto cleanup;
+    }
+    b = optional_f32(b_obj, fn, "bias", 1, "(OC,)", &failed);
+    if (failed) {
+        goto cleanup;
+    }
+    conv2d_shape s;
+    const int nthreads = wt_get_num_threads();
+    if (conv_shape(&s, fn, "weight", PyArray_DIMS(x), PyArray_DIMS(w), stride ? stride : one,
+                   padding ? padding : zero, dilation ? dilation : one,
+                   groups ? groups : one) < 0) {
+        goto cleanup;
+    }
+    npy_intp bd[1] = {s.oc};
+    if (b && expect_shape(b, fn, "bias", 1, bd) < 0) {
+        goto cleanup;
+    }
+    npy_intp yd[4] = {s.n, s.oc, s.oh, s.ow};
+    if (!(y = (PyArrayObject *)PyArray_SimpleNew(4, yd, NPY_FLOAT32)) ||
+        !(ws = alloc_workspace(conv2d_workspace_size(&s, nthreads)))) {
+        Py_CLEAR(y);
+        goto cleanup;
+    }
+    wt_status status;
+    RUN_KERNEL(status, conv2d_forward(f32(y), ws, f32(x), f32(w), f32(b), &s, nthreads));
+    if (check_status(status, fn) < 0) {
+        Py_CLEAR(y);
+    }
+cleanup:
+    PyMem_RawFree(ws);
+    Py_XDECREF(one);
+    Py_XDECREF(zero);
+    Py_XDECREF(x);
+    Py_XDECREF(w);
+    Py_XDECREF(b);
+    return (PyObject *)y;
+}
+
+static PyObject *py_conv2d_backward_data(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
+    static const char *fn = "conv2d_backward_data";
+    static char *kwlist[] = {"grad_out", "weight", "input_shape", CONV_KWARGS, NULL};
+    PyObject *dy_obj, *w_obj, *shape_obj, *stride = NULL, *padding = NULL, *dilation = NULL;
+    PyObject *groups = NULL;
+    PyArrayObject *dy = NULL, *w = NULL, *dx = NULL;
+    float *ws = NULL;
+    PyObject *one = PyLong_FromLong(1), *zero = PyLong_FromLong(0);
+    npy_intp xd[4];
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO|OOOO:conv2d_backward_data", kwlist, &dy_obj,
+                                     &w_obj, &shape_obj, &stride, &padding, &dilation, &groups)) {
+        goto cleanup;
+    }
+    if (!(dy = input_f32(dy_obj, fn, "grad_out", 4, "(N, OC, OH, OW)")) ||
+        !(w = input_f32(w_obj, fn, "weight", 4, "(OC, C/groups, KH, KW)")) ||
+        parse_shape4(shape_obj, fn, "input_shape", xd) < 0) {
+        goto cleanup;
+    }
+    conv2d_shape s;
+    const int nthreads = wt_get_num_threads();
+    if (conv_shape(&s, fn, "weight", xd, PyArray_DIMS(w), stride ? stride : one,
+                   padding ? padding : zero, dilation ? dilation : one,
+                   groups ? groups : one) < 0) {
+        goto cleanup;
+    }
+    npy_intp yd[4] = {s.n, s.oc, s.oh, s.ow};
+    if (expect_shape(dy, fn, "grad_out", 4, yd) < 0 || check_size(xd, 4, fn, "grad_in") < 0) {
+        goto cleanup;
+    }
+    if (!(dx = (PyArrayObject *)PyArray_EMPTY(4, xd, NPY_FLOAT32, 0)) ||
+        !(ws = alloc_workspace(conv2d_workspace_size(&s, nthreads)))) {
+        Py_CLEAR(dx);
+        goto cleanup;
+    }
+    wt_status status;
+    RUN_KERNEL(status, conv2d_backward_data(f32(dx), ws, f32(dy), f32(w), &s, nthreads));
+    if (check_status(status, fn) < 0) {
+        Py_CLEAR(dx);
+    }
+cleanup:
+    PyMem_RawFree(ws);
+    Py_XDECREF(one);
+    Py_XDECREF(zero);
+    Py_XDECREF(dy);
+    Py_XDECREF(w);
+    return (PyObject *)dx;
+}
+
+static PyObject *py_conv2d_backward_weight(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
+    static const char *fn = "conv2d_backward_weight";
+    static char *kwlist[] = {"grad_out", "x", "grad_weight", "grad_bias", CONV_KWARGS, NULL};
+    PyObject *dy_obj, *x_obj, *dw_obj, *db_obj = Py_None;
+    PyObject *stride = NULL, *padding = NULL, *dilation = NULL, *result = NULL;
+    PyObject *groups = NULL;
+    PyArrayObject *dy = NULL, *x = NULL, *dw = NULL, *db = NULL;
+    float *ws = NULL;
+    int failed = 0;
+    PyObject *one = PyLong_FromLong(1), *zero = PyLong_FromLong(0);
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO|OOOOO:conv2d_backward_weight", kwlist,
+                                     &dy_obj, &x_obj, &dw_obj, &db_obj, &stride, &padding,
+                                     &dilation, &groups)) {
+        goto cleanup;
+    }
+    if (!(dy = input_f32(dy_obj, fn, "grad_out", 4, "(N, OC, OH, OW)")) ||
+        !(x = input_f32(x_obj, fn, "x", 4, "(N, C, H, W)")) ||
+        !(dw = inplace_f32(dw_obj, fn, "grad_weight"))) {
+        goto cleanup;
+    }
+    db = optional_inplace_f32(db_obj, fn, "grad_bias", &failed);
+    if (failed) {
+        goto cleanup;
+    }
+    if (PyArray_NDIM(dw) != 4) {
+        char shape[160];
+        format_shape(shape, sizeof(shape), dw);
+        PyErr_Format(PyExc_ValueError,
+                     "%s: grad_weight: expected a 4-D array (OC, C/groups, KH, KW), got shape %s",
+                     fn, shape);
+        goto cleanup;
+    }
+    conv2d_shape s;
+    const int nthreads = wt_get_num_threads();
+    if (conv_shape(&s, fn, "grad_weight", PyArray_DIMS(x), PyArray_DIMS(dw),
+                   stride ? stride : one, padding ? padding : zero, dilation ? dilation : one,
+                   groups ? groups : one) < 0) {
+        goto cleanup;
+    }
+    npy_intp yd[4] = {s.n, s.oc, s.oh, s.ow}, bd[1] = {s.oc};
+    if (expect_shape(dy, fn, "grad_out", 4, yd) < 0 ||
+        (db && expect_shape(db, fn, "grad_bias", 1, bd) < 0)) {
+        goto cleanup;
+    }
+    if (!(ws = alloc_workspace(conv2d_workspace_size(&s, nthreads)))) {
+        goto cleanup;
+    }
+    wt_status status;
+    RUN_KERNEL(status, conv2d_backward_weight(f32(dw), f32(db), ws, f32(dy), f32(x), &s, nthreads));
+    if (check_status(status, fn) == 0) {
+        result = Py_NewRef(Py_None);
+    }
+cleanup:
+    PyMem_RawFree(ws);
+    Py_XDECREF(one);
+    Py_XDECREF(zero);
+    Py_XDECREF(dy);
+    Py_XDECREF(x);
+    Py_XDECREF(dw);
+    Py_XDECREF(db);
+    return result;
+}
+
+PyMethodDef wt_conv_methods[] = {
+    KW(conv2d_forward, "conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, "
+                       "groups=1) -> y (N, OC, OH, OW). padding: int, (ph, pw) or (top, bottom, "
+                       "left, right)."),
+    KW(conv2d_backward_data, "conv2d_backward_data(grad_out, weight, input_shape, stride=1, "
+                             "padding=0, dilation=1, groups=1) -> grad_in (input_shape)."),
+    KW(conv2d_backward_weight, "conv2d_backward_weight(grad_out, x, grad_weight, grad_bias=None, "
+                               "stride=1, padding=0, dilation=1, groups=1): adds into "
+                               "grad_weight and grad_bias in place."),
+    {NULL, NULL, 0, NULL},
+};
