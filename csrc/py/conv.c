@@ -1,11 +1,16 @@
 /* The convolution entry points: conv2d_forward, conv2d_backward_data and
- * conv2d_backward_weight over the kernels of conv2d.c (im2col, 1x1, depthwise, Winograd). */
+ * conv2d_backward_weight, over conv2d.c (which picks the 1x1, im2col, depthwise.c or
+ * winograd.c path for each shape), and the switch for the Winograd path. */
 #include "args.h"
 #include "methods.h"
 
 #include "conv2d.h"
-#include "runtime.h"
 #include "threads.h"
+
+/* Whether 3x3 stride-1 convolutions may take the Winograd path. set_winograd changes it
+ * under the GIL, and each conv call reads it once into its conv2d_shape, so a workspace
+ * sized for one path is never used by the other. */
+static int winograd = 1;
 
 /* Padding as an int, (pad_h, pad_w), or (top, bottom, left, right). */
 static int parse_padding(PyObject *obj, const char *fn, int64_t pad[4]) {
@@ -72,7 +77,7 @@ static int conv_shape(conv2d_shape *s, const char *fn, const char *wname, const 
                         .kh = wd[2], .kw = wd[3], .stride_h = st[0], .stride_w = st[1],
                         .pad_top = pad[0], .pad_bottom = pad[1], .pad_left = pad[2],
                         .pad_right = pad[3], .dilation_h = dl[0], .dilation_w = dl[1],
-                        .groups = groups, .no_winograd = !winograd_enabled()};
+                        .groups = groups, .no_winograd = !winograd};
     wt_status status = conv2d_shape_init(s);
     if (status == WT_ERR_SHAPE) {
         PyErr_Format(PyExc_ValueError,
@@ -255,6 +260,20 @@ cleanup:
     return result;
 }
 
+static PyObject *py_set_winograd(PyObject *Py_UNUSED(self), PyObject *arg) {
+    if (!PyBool_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "set_winograd: expected True or False, got %s",
+                     Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    winograd = arg == Py_True;
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_get_winograd(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused)) {
+    return PyBool_FromLong(winograd);
+}
+
 PyMethodDef wt_conv_methods[] = {
     KW(conv2d_forward, "conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, "
                        "groups=1) -> y (N, OC, OH, OW). padding: int, (ph, pw) or (top, bottom, "
@@ -264,5 +283,8 @@ PyMethodDef wt_conv_methods[] = {
     KW(conv2d_backward_weight, "conv2d_backward_weight(grad_out, x, grad_weight, grad_bias=None, "
                                "stride=1, padding=0, dilation=1, groups=1): adds into "
                                "grad_weight and grad_bias in place."),
+    {"set_winograd", py_set_winograd, METH_O,
+     "set_winograd(enabled: bool): let 3x3 stride-1 convolutions use Winograd F(4x4, 3x3)."},
+    {"get_winograd", py_get_winograd, METH_NOARGS, "get_winograd() -> bool."},
     {NULL, NULL, 0, NULL},
 };

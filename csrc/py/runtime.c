@@ -1,10 +1,9 @@
-/* Process-wide settings and information: threads, the Winograd switch, the linked BLAS
- * and NumPy's allocator (the block cache). */
+/* Process-wide settings and information: threads, the linked BLAS and NumPy's allocator
+ * (the block cache). */
 #include "args.h"
 #include "methods.h"
 
 #include "block_cache.h"
-#include "runtime.h"
 #include "threads.h"
 
 static PyObject *py_set_num_threads(PyObject *Py_UNUSED(self), PyObject *arg) {
@@ -25,26 +24,6 @@ static PyObject *py_set_num_threads(PyObject *Py_UNUSED(self), PyObject *arg) {
 
 static PyObject *py_get_num_threads(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused)) {
     return PyLong_FromLong(wt_get_num_threads());
-}
-
-static int winograd = 1;
-
-int winograd_enabled(void) {
-    return winograd;
-}
-
-static PyObject *py_set_winograd(PyObject *Py_UNUSED(self), PyObject *arg) {
-    if (!PyBool_Check(arg)) {
-        PyErr_Format(PyExc_TypeError, "set_winograd: expected True or False, got %s",
-                     Py_TYPE(arg)->tp_name);
-        return NULL;
-    }
-    winograd = arg == Py_True;
-    Py_RETURN_NONE;
-}
-
-static PyObject *py_get_winograd(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused)) {
-    return PyBool_FromLong(winograd);
 }
 
 static PyObject *py_blas_info(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused)) {
@@ -131,9 +110,6 @@ PyMethodDef wt_runtime_methods[] = {
     {"set_num_threads", py_set_num_threads, METH_O,
      "set_num_threads(n): threads for the kernels and the BLAS."},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "get_num_threads() -> int."},
-    {"set_winograd", py_set_winograd, METH_O,
-     "set_winograd(enabled: bool): let 3x3 stride-1 convolutions use Winograd F(4x4, 3x3)."},
-    {"get_winograd", py_get_winograd, METH_NOARGS, "get_winograd() -> bool."},
     {"blas_info", py_blas_info, METH_NOARGS,
      "blas_info() -> {'config': ..., 'corename': ...} of the linked OpenBLAS."},
     {NULL, NULL, 0, NULL},
