@@ -4,16 +4,35 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-void format_shape(char *buf, size_t size, PyArrayObject *a) {
-    int ndim = PyArray_NDIM(a);
+/* Writes dims as "(2, 3)", or "(4,)" for one dimension, into buf. */
+static void format_dims(char *buf, size_t size, int ndim, const npy_intp *dims) {
     size_t used = (size_t)snprintf(buf, size, "(");
     for (int i = 0; i < ndim && used < size; i++) {
         used += (size_t)snprintf(buf + used, size - used, i + 1 < ndim ? "%lld, " : "%lld",
-                                 (long long)PyArray_DIM(a, i));
+                                 (long long)dims[i]);
     }
     if (used < size) {
         snprintf(buf + used, size - used, ndim == 1 ? ",)" : ")");
     }
+}
+
+/* Not an array and nothing NumPy could make one from: strings and bytes are sequences, but
+ * of characters. */
+static int not_array_like(PyObject *obj) {
+    return (!PyArray_Check(obj) && !PySequence_Check(obj)) || PyUnicode_Check(obj) ||
+           PyBytes_Check(obj);
+}
+
+int expect_ndim(PyArrayObject *a, const char *fn, const char *name, int ndim,
+                const char *layout) {
+    if (PyArray_NDIM(a) == ndim) {
+        return 0;
+    }
+    char shape[160];
+    format_dims(shape, sizeof(shape), PyArray_NDIM(a), PyArray_DIMS(a));
+    PyErr_Format(PyExc_ValueError, "%s: %s: expected a %d-D array%s%s, got shape %s", fn, name,
+                 ndim, layout[0] ? " " : "", layout, shape);
+    return -1;
 }
 
 PyArrayObject *input_f32(PyObject *obj, const char *fn, const char *name, int ndim,
@@ -23,8 +42,7 @@ PyArrayObject *input_f32(PyObject *obj, const char *fn, const char *name, int nd
                      PyArray_DESCR((PyArrayObject *)obj)->typeobj->tp_name);
         return NULL;
     }
-    if ((!PyArray_Check(obj) && !PySequence_Check(obj)) || PyUnicode_Check(obj) ||
-        PyBytes_Check(obj)) {
+    if (not_array_like(obj)) {
         PyErr_Format(PyExc_TypeError, "%s: %s: expected a float32 numpy array, got %s", fn,
                      name, Py_TYPE(obj)->tp_name);
         return NULL;
@@ -33,11 +51,7 @@ PyArrayObject *input_f32(PyObject *obj, const char *fn, const char *name, int nd
     if (!a) {
         return NULL;
     }
-    if (ndim >= 0 && PyArray_NDIM(a) != ndim) {
-        char shape[160];
-        format_shape(shape, sizeof(shape), a);
-        PyErr_Format(PyExc_ValueError, "%s: %s: expected a %d-D array%s%s, got shape %s", fn,
-                     name, ndim, layout[0] ? " " : "", layout, shape);
+    if (ndim >= 0 && expect_ndim(a, fn, name, ndim, layout) < 0) {
         Py_DECREF(a);
         return NULL;
     }
@@ -73,25 +87,18 @@ PyArrayObject *inplace_f32(PyObject *obj, const char *fn, const char *name) {
                      fn, name, PyArray_DESCR(a)->typeobj->tp_name);
         return NULL;
     }
+    const char *refusal = NULL;
     if (!PyArray_ISNOTSWAPPED(a)) {
-        PyErr_Format(PyExc_ValueError,
-                     "%s: %s: expected native byte order (it is updated in place), got a "
-                     "byte-swapped array; pass arr.astype(np.float32) and keep that copy",
-                     fn, name);
-        return NULL;
+        refusal = "expected native byte order (it is updated in place), got a byte-swapped "
+                  "array; pass arr.astype(np.float32) and keep that copy";
+    } else if (!PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a)) {
+        refusal = "expected a C-contiguous, aligned array (it is updated in place); pass "
+                  "np.ascontiguousarray(...) and keep that copy";
+    } else if (!PyArray_ISWRITEABLE(a)) {
+        refusal = "expected a writeable array (it is updated in place), got a read-only one";
     }
-    if (!PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a)) {
-        PyErr_Format(PyExc_ValueError,
-                     "%s: %s: expected a C-contiguous, aligned array (it is updated in place); "
-                     "pass np.ascontiguousarray(...) and keep that copy",
-                     fn, name);
-        return NULL;
-    }
-    if (!PyArray_ISWRITEABLE(a)) {
-        PyErr_Format(PyExc_ValueError,
-                     "%s: %s: expected a writeable array (it is updated in place), got a "
-                     "read-only one",
-                     fn, name);
+    if (refusal) {
+        PyErr_Format(PyExc_ValueError, "%s: %s: %s", fn, name, refusal);
         return NULL;
     }
     Py_INCREF(a);
@@ -109,8 +116,7 @@ PyArrayObject *optional_inplace_f32(PyObject *obj, const char *fn, const char *n
 }
 
 PyArrayObject *input_i64(PyObject *obj, const char *fn, const char *name, int ndim) {
-    if ((!PyArray_Check(obj) && !PySequence_Check(obj)) || PyUnicode_Check(obj) ||
-        PyBytes_Check(obj)) {
+    if (not_array_like(obj)) {
         PyErr_Format(PyExc_TypeError, "%s: %s: expected an integer numpy array, got %s", fn,
                      name, Py_TYPE(obj)->tp_name);
         return NULL;
@@ -131,11 +137,7 @@ PyArrayObject *input_i64(PyObject *obj, const char *fn, const char *name, int nd
     if (!b) {
         return NULL;
     }
-    if (PyArray_NDIM(b) != ndim) {
-        char shape[160];
-        format_shape(shape, sizeof(shape), b);
-        PyErr_Format(PyExc_ValueError, "%s: %s: expected a %d-D array, got shape %s", fn, name,
-                     ndim, shape);
+    if (expect_ndim(b, fn, name, ndim, "") < 0) {
         Py_DECREF(b);
         return NULL;
     }
@@ -152,15 +154,8 @@ int expect_shape(PyArrayObject *a, const char *fn, const char *name, int ndim,
         return 0;
     }
     char got[160], want[160];
-    format_shape(got, sizeof(got), a);
-    size_t used = (size_t)snprintf(want, sizeof(want), "(");
-    for (int i = 0; i < ndim && used < sizeof(want); i++) {
-        used += (size_t)snprintf(want + used, sizeof(want) - used, i + 1 < ndim ? "%lld, " : "%lld",
-                                 (long long)dims[i]);
-    }
-    if (used < sizeof(want)) {
-        snprintf(want + used, sizeof(want) - used, ndim == 1 ? ",)" : ")");
-    }
+    format_dims(got, sizeof(got), PyArray_NDIM(a), PyArray_DIMS(a));
+    format_dims(want, sizeof(want), ndim, dims);
     PyErr_Format(PyExc_ValueError, "%s: %s: expected shape %s, got %s", fn, name, want, got);
     return -1;
 }
@@ -220,7 +215,6 @@ int parse_ints(PyObject *obj, const char *fn, const char *name, int64_t *out, in
     }
     return 0;
 }
-
 
 int parse_shape4(PyObject *obj, const char *fn, const char *name, npy_intp dims[4]) {
     if (!PySequence_Check(obj) || PySequence_Size(obj) != 4) {

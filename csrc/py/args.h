@@ -32,9 +32,6 @@
  * network, low enough that no size product below can overflow int64. */
 #define MAX_HYPER 65536
 
-/* Writes a's shape as "(2, 3)" or "(4,)" into buf. */
-void format_shape(char *buf, size_t size, PyArrayObject *a);
-
 /* A new reference to obj as a C-contiguous, aligned float32 array of rank ndim, or NULL with
  * TypeError (wrong dtype or type) or ValueError (wrong rank) set. Arrays of another dtype are
  * refused, not cast, so float64 data never loses precision silently. */
@@ -58,6 +55,11 @@ PyArrayObject *optional_inplace_f32(PyObject *obj, const char *fn, const char *n
 /* A new reference to obj as a C-contiguous int64 array of rank ndim; any integer dtype is
  * accepted and widened. */
 PyArrayObject *input_i64(PyObject *obj, const char *fn, const char *name, int ndim);
+
+/* 0 if a has rank ndim, else -1 with a ValueError that shows the layout wanted, such as
+ * "(N, C, H, W)", and a's shape. */
+int expect_ndim(PyArrayObject *a, const char *fn, const char *name, int ndim,
+                const char *layout);
 
 /* 0 if a has exactly the dimensions in dims (ndim of them), else -1 with ValueError set. */
 int expect_shape(PyArrayObject *a, const char *fn, const char *name, int ndim,

@@ -221,12 +221,7 @@ static PyObject *py_conv2d_backward_weight(PyObject *Py_UNUSED(self), PyObject *
     if (failed) {
         goto cleanup;
     }
-    if (PyArray_NDIM(dw) != 4) {
-        char shape[160];
-        format_shape(shape, sizeof(shape), dw);
-        PyErr_Format(PyExc_ValueError,
-                     "%s: grad_weight: expected a 4-D array (OC, C/groups, KH, KW), got shape %s",
-                     fn, shape);
+    if (expect_ndim(dw, fn, "grad_weight", 4, "(OC, C/groups, KH, KW)") < 0) {
         goto cleanup;
     }
     conv2d_shape s;
