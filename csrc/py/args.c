@@ -58,18 +58,14 @@ PyArrayObject *input_f32(PyObject *obj, const char *fn, const char *name, int nd
     return a;
 }
 
-PyArrayObject *input_f32_any(PyObject *obj, const char *fn, const char *name) {
-    return input_f32(obj, fn, name, -1, "");
-}
-
-PyArrayObject *optional_f32(PyObject *obj, const char *fn, const char *name, int ndim,
-                            const char *layout, int *failed) {
+int optional_f32(PyArrayObject **out, PyObject *obj, const char *fn, const char *name, int ndim,
+                 const char *layout) {
     if (obj == NULL || obj == Py_None) {
-        return NULL;
+        *out = NULL;
+        return 0;
     }
-    PyArrayObject *a = input_f32(obj, fn, name, ndim, layout);
-    *failed = a == NULL;
-    return a;
+    *out = input_f32(obj, fn, name, ndim, layout);
+    return *out ? 0 : -1;
 }
 
 PyArrayObject *inplace_f32(PyObject *obj, const char *fn, const char *name) {
@@ -105,14 +101,13 @@ PyArrayObject *inplace_f32(PyObject *obj, const char *fn, const char *name) {
     return a;
 }
 
-PyArrayObject *optional_inplace_f32(PyObject *obj, const char *fn, const char *name,
-                                    int *failed) {
+int optional_inplace_f32(PyArrayObject **out, PyObject *obj, const char *fn, const char *name) {
     if (obj == NULL || obj == Py_None) {
-        return NULL;
+        *out = NULL;
+        return 0;
     }
-    PyArrayObject *a = inplace_f32(obj, fn, name);
-    *failed = a == NULL;
-    return a;
+    *out = inplace_f32(obj, fn, name);
+    return *out ? 0 : -1;
 }
 
 PyArrayObject *input_i64(PyObject *obj, const char *fn, const char *name, int ndim) {
@@ -265,12 +260,30 @@ void value_error(const char *format, ...) {
     PyErr_SetString(PyExc_ValueError, msg);
 }
 
+int expect_unit_interval(const char *fn, const char *name, const char *what, double v) {
+    if (!(v >= 0.0 && v <= 1.0)) {
+        value_error("%s: %s: expected %s in [0, 1], got %g", fn, name, what, v);
+        return -1;
+    }
+    return 0;
+}
+
 int check_status(wt_status status, const char *fn) {
     if (status == WT_OK) {
         return 0;
     }
     PyErr_Format(PyExc_ValueError, "%s: %s", fn, wt_status_string(status));
     return -1;
+}
+
+void release_arrays(PyArrayObject *const *arrays, size_t count) {
+    for (size_t i = 0; i < count; i++) {
+        Py_XDECREF(arrays[i]);
+    }
+}
+
+PyObject *kernel_result(wt_status status, const char *fn, PyObject *out) {
+    return check_status(status, fn) == 0 ? Py_NewRef(out) : NULL;
 }
 
 float *alloc_workspace(size_t floats) {

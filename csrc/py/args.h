@@ -17,16 +17,22 @@
 #endif
 #include <numpy/arrayobject.h>
 
-#include <stdint.h>
-
 #include "common.h"
 
+/* status = call, a kernel call, with the GIL released: the kernels touch no Python object,
+ * and other Python threads (a DataLoader's workers) run meanwhile. */
 #define RUN_KERNEL(status, call) \
     do {                         \
         Py_BEGIN_ALLOW_THREADS;  \
         status = (call);         \
         Py_END_ALLOW_THREADS;    \
     } while (0)
+
+/* Py_XDECREF of every array listed, NULL ones included: an entry point's cleanup. */
+#define RELEASE(...)                                                                       \
+    release_arrays((PyArrayObject *const[]){__VA_ARGS__},                                  \
+                   sizeof((PyArrayObject *const[]){__VA_ARGS__}) / sizeof(PyArrayObject *))
+void release_arrays(PyArrayObject *const *arrays, size_t count);
 
 /* Largest value accepted for a stride, padding, dilation or kernel size: far above any real
  * network, low enough that no size product below can overflow int64. */
@@ -39,18 +45,21 @@ PyArrayObject *input_f32(PyObject *obj, const char *fn, const char *name, int nd
                          const char *layout);
 
 /* input_f32 for elementwise functions: any rank. */
-PyArrayObject *input_f32_any(PyObject *obj, const char *fn, const char *name);
+static inline PyArrayObject *input_f32_any(PyObject *obj, const char *fn, const char *name) {
+    return input_f32(obj, fn, name, -1, "");
+}
 
-/* As input_f32 but None gives NULL with no error set; *failed tells the two NULLs apart. */
-PyArrayObject *optional_f32(PyObject *obj, const char *fn, const char *name, int ndim,
-                            const char *layout, int *failed);
+/* *out = input_f32(obj, ...), or NULL when obj is None or NULL (an argument not passed):
+ * 0, or -1 with the exception set. */
+int optional_f32(PyArrayObject **out, PyObject *obj, const char *fn, const char *name, int ndim,
+                 const char *layout);
 
 /* A new reference to obj if it is an array the kernel may update in place: float32,
  * C-contiguous, aligned and writeable. */
 PyArrayObject *inplace_f32(PyObject *obj, const char *fn, const char *name);
 
-PyArrayObject *optional_inplace_f32(PyObject *obj, const char *fn, const char *name,
-                                    int *failed);
+/* *out = inplace_f32(obj, ...), or NULL when obj is None or NULL: 0, or -1. */
+int optional_inplace_f32(PyArrayObject **out, PyObject *obj, const char *fn, const char *name);
 
 /* A new reference to obj as a C-contiguous int64 array of rank ndim; any integer dtype is
  * accepted and widened. */
@@ -85,11 +94,27 @@ int check_size(const npy_intp *dims, int ndim, const char *fn, const char *what)
 /* 0 if x's C, H and W are all at least 1 (N may be 0), else -1 with ValueError. */
 int expect_nonempty_chw(const npy_intp *xd, const char *fn, const char *name);
 
+/* 0 if v lies in [0, 1], else -1 with "fn: name: expected <what> in [0, 1], got v". */
+int expect_unit_interval(const char *fn, const char *name, const char *what, double v);
+
 /* A ValueError from a printf format: PyErr_Format knows no %g. */
 void value_error(const char *format, ...);
 
 /* 0 for WT_OK, else -1 with a ValueError naming fn and the status. */
 int check_status(wt_status status, const char *fn);
+
+/* What an entry point returns once its kernel returned status: a new reference to out for
+ * WT_OK, else NULL with check_status's ValueError. */
+PyObject *kernel_result(wt_status status, const char *fn, PyObject *out);
+
+/* New C-contiguous float32 arrays, uninitialised or zero-filled (for gradients the kernels
+ * add into); NULL with MemoryError. */
+static inline PyArrayObject *new_f32(int ndim, const npy_intp *dims) {
+    return (PyArrayObject *)PyArray_SimpleNew(ndim, dims, NPY_FLOAT32);
+}
+static inline PyArrayObject *zeros_f32(int ndim, const npy_intp *dims) {
+    return (PyArrayObject *)PyArray_ZEROS(ndim, dims, NPY_FLOAT32, 0);
+}
 
 /* Scratch memory for a kernel; NULL with MemoryError set on failure. A zero size gives a
  * valid one-float block so the caller need not special-case it. Free with PyMem_RawFree. */

@@ -4,8 +4,24 @@
 #include "args.h"
 #include "methods.h"
 
+#include <string.h>
+
 #include "conv2d.h"
 #include "threads.h"
+
+#define WEIGHT_LAYOUT "(OC, C/groups, KH, KW)"
+
+/* What the three entry points share: the hyperparameters as passed (NULL where absent:
+ * stride 1, padding 0, dilation 1, groups 1), then what conv_prepare derives from them,
+ * and the workspace. The thread count is read once, so the workspace is sized for the
+ * threads the kernel runs on. */
+typedef struct {
+    PyObject *stride, *padding, *dilation, *groups;
+    conv2d_shape s;
+    npy_intp yd[4]; /* the output's (N, OC, OH, OW) */
+    int nthreads;
+    float *ws;
+} conv_call;
 
 /* Whether 3x3 stride-1 convolutions may take the Winograd path. set_winograd changes it
  * under the GIL, and each conv call reads it once into its conv2d_shape, so a workspace
@@ -35,15 +51,17 @@ static int parse_padding(PyObject *obj, const char *fn, int64_t pad[4]) {
     return -1;
 }
 
-/* Fills a conv2d_shape from x's and weight's dims and the hyperparameters, with messages
- * that name what does not fit. */
-static int conv_shape(conv2d_shape *s, const char *fn, const char *wname, const npy_intp *xd,
-                      const npy_intp *wd, PyObject *stride, PyObject *padding,
-                      PyObject *dilation, PyObject *groups_obj) {
-    int64_t st[2], dl[2], pad[4], g;
-    if (parse_ints(stride, fn, "stride", st, 2, 1) < 0 ||
-        parse_ints(dilation, fn, "dilation", dl, 2, 1) < 0 || parse_padding(padding, fn, pad) < 0 ||
-        parse_ints(groups_obj, fn, "groups", &g, 1, 1) < 0) {
+/* Reads the thread count, then fills c->s and c->yd from x's and weight's dims and the
+ * hyperparameters, with messages that name what does not fit. */
+static int conv_prepare(conv_call *c, const char *fn, const char *wname, const npy_intp *xd,
+                        const npy_intp *wd) {
+    int64_t st[2] = {1, 1}, dl[2] = {1, 1}, pad[4] = {0, 0, 0, 0}, g = 1;
+    conv2d_shape *s = &c->s;
+    c->nthreads = wt_get_num_threads();
+    if ((c->stride && parse_ints(c->stride, fn, "stride", st, 2, 1) < 0) ||
+        (c->dilation && parse_ints(c->dilation, fn, "dilation", dl, 2, 1) < 0) ||
+        (c->padding && parse_padding(c->padding, fn, pad) < 0) ||
+        (c->groups && parse_ints(c->groups, fn, "groups", &g, 1, 1) < 0)) {
         return -1;
     }
     const long groups = (long)g;
@@ -90,8 +108,16 @@ static int conv_shape(conv2d_shape *s, const char *fn, const char *wname, const 
     if (check_status(status, fn) < 0) {
         return -1;
     }
-    npy_intp yd[4] = {s->n, s->oc, s->oh, s->ow};
-    return check_size(yd, 4, fn, "the output");
+    const npy_intp yd[4] = {s->n, s->oc, s->oh, s->ow};
+    memcpy(c->yd, yd, sizeof(yd));
+    return check_size(c->yd, 4, fn, "the output");
+}
+
+/* Allocates the workspace c's kernel needs on c->nthreads threads: 0, or -1 with
+ * MemoryError. */
+static int conv_workspace(conv_call *c) {
+    c->ws = alloc_workspace(conv2d_workspace_size(&c->s, c->nthreads));
+    return c->ws ? 0 : -1;
 }
 
 #define CONV_KWARGS "stride", "padding", "dilation", "groups"
@@ -99,159 +125,87 @@ static int conv_shape(conv2d_shape *s, const char *fn, const char *wname, const 
 static PyObject *py_conv2d_forward(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
     static const char *fn = "conv2d_forward";
     static char *kwlist[] = {"x", "weight", "bias", CONV_KWARGS, NULL};
-    PyObject *x_obj, *w_obj, *b_obj = Py_None, *stride = NULL, *padding = NULL, *dilation = NULL;
-    PyObject *groups = NULL;
+    PyObject *x_obj, *w_obj, *b_obj = Py_None, *result = NULL;
     PyArrayObject *x = NULL, *w = NULL, *b = NULL, *y = NULL;
-    float *ws = NULL;
-    int failed = 0;
-    PyObject *one = PyLong_FromLong(1), *zero = PyLong_FromLong(0);
+    conv_call c = {NULL};
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|OOOOO:conv2d_forward", kwlist, &x_obj, &w_obj,
-                                     &b_obj, &stride, &padding, &dilation, &groups)) {
+                                     &b_obj, &c.stride, &c.padding, &c.dilation, &c.groups) ||
+        !(x = input_f32(x_obj, fn, "x", 4, "(N, C, H, W)")) ||
+        !(w = input_f32(w_obj, fn, "weight", 4, WEIGHT_LAYOUT)) ||
+        optional_f32(&b, b_obj, fn, "bias", 1, "(OC,)") < 0 ||
+        conv_prepare(&c, fn, "weight", PyArray_DIMS(x), PyArray_DIMS(w)) < 0) {
         goto cleanup;
     }
-    if (!(x = input_f32(x_obj, fn, "x", 4, "(N, C, H, W)")) ||
-        !(w = input_f32(w_obj, fn, "weight", 4, "(OC, C/groups, KH, KW)"))) {
-        goto cleanup;
-    }
-    b = optional_f32(b_obj, fn, "bias", 1, "(OC,)", &failed);
-    if (failed) {
-        goto cleanup;
-    }
-    conv2d_shape s;
-    const int nthreads = wt_get_num_threads();
-    if (conv_shape(&s, fn, "weight", PyArray_DIMS(x), PyArray_DIMS(w), stride ? stride : one,
-                   padding ? padding : zero, dilation ? dilation : one,
-                   groups ? groups : one) < 0) {
-        goto cleanup;
-    }
-    npy_intp bd[1] = {s.oc};
-    if (b && expect_shape(b, fn, "bias", 1, bd) < 0) {
-        goto cleanup;
-    }
-    npy_intp yd[4] = {s.n, s.oc, s.oh, s.ow};
-    if (!(y = (PyArrayObject *)PyArray_SimpleNew(4, yd, NPY_FLOAT32)) ||
-        !(ws = alloc_workspace(conv2d_workspace_size(&s, nthreads)))) {
-        Py_CLEAR(y);
+    npy_intp bd[1] = {c.s.oc};
+    if ((b && expect_shape(b, fn, "bias", 1, bd) < 0) || !(y = new_f32(4, c.yd)) ||
+        conv_workspace(&c) < 0) {
         goto cleanup;
     }
     wt_status status;
-    RUN_KERNEL(status, conv2d_forward(f32(y), ws, f32(x), f32(w), f32(b), &s, nthreads));
-    if (check_status(status, fn) < 0) {
-        Py_CLEAR(y);
-    }
+    RUN_KERNEL(status, conv2d_forward(f32(y), c.ws, f32(x), f32(w), f32(b), &c.s, c.nthreads));
+    result = kernel_result(status, fn, (PyObject *)y);
 cleanup:
-    PyMem_RawFree(ws);
-    Py_XDECREF(one);
-    Py_XDECREF(zero);
-    Py_XDECREF(x);
-    Py_XDECREF(w);
-    Py_XDECREF(b);
-    return (PyObject *)y;
+    PyMem_RawFree(c.ws);
+    RELEASE(x, w, b, y);
+    return result;
 }
 
 static PyObject *py_conv2d_backward_data(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
     static const char *fn = "conv2d_backward_data";
     static char *kwlist[] = {"grad_out", "weight", "input_shape", CONV_KWARGS, NULL};
-    PyObject *dy_obj, *w_obj, *shape_obj, *stride = NULL, *padding = NULL, *dilation = NULL;
-    PyObject *groups = NULL;
+    PyObject *dy_obj, *w_obj, *shape_obj, *result = NULL;
     PyArrayObject *dy = NULL, *w = NULL, *dx = NULL;
-    float *ws = NULL;
-    PyObject *one = PyLong_FromLong(1), *zero = PyLong_FromLong(0);
+    conv_call c = {NULL};
     npy_intp xd[4];
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO|OOOO:conv2d_backward_data", kwlist, &dy_obj,
-                                     &w_obj, &shape_obj, &stride, &padding, &dilation, &groups)) {
-        goto cleanup;
-    }
-    if (!(dy = input_f32(dy_obj, fn, "grad_out", 4, "(N, OC, OH, OW)")) ||
-        !(w = input_f32(w_obj, fn, "weight", 4, "(OC, C/groups, KH, KW)")) ||
-        parse_shape4(shape_obj, fn, "input_shape", xd) < 0) {
-        goto cleanup;
-    }
-    conv2d_shape s;
-    const int nthreads = wt_get_num_threads();
-    if (conv_shape(&s, fn, "weight", xd, PyArray_DIMS(w), stride ? stride : one,
-                   padding ? padding : zero, dilation ? dilation : one,
-                   groups ? groups : one) < 0) {
-        goto cleanup;
-    }
-    npy_intp yd[4] = {s.n, s.oc, s.oh, s.ow};
-    if (expect_shape(dy, fn, "grad_out", 4, yd) < 0 || check_size(xd, 4, fn, "grad_in") < 0) {
-        goto cleanup;
-    }
-    if (!(dx = (PyArrayObject *)PyArray_EMPTY(4, xd, NPY_FLOAT32, 0)) ||
-        !(ws = alloc_workspace(conv2d_workspace_size(&s, nthreads)))) {
-        Py_CLEAR(dx);
+                                     &w_obj, &shape_obj, &c.stride, &c.padding, &c.dilation,
+                                     &c.groups) ||
+        !(dy = input_f32(dy_obj, fn, "grad_out", 4, "(N, OC, OH, OW)")) ||
+        !(w = input_f32(w_obj, fn, "weight", 4, WEIGHT_LAYOUT)) ||
+        parse_shape4(shape_obj, fn, "input_shape", xd) < 0 ||
+        conv_prepare(&c, fn, "weight", xd, PyArray_DIMS(w)) < 0 ||
+        expect_shape(dy, fn, "grad_out", 4, c.yd) < 0 || check_size(xd, 4, fn, "grad_in") < 0 ||
+        !(dx = new_f32(4, xd)) || conv_workspace(&c) < 0) {
         goto cleanup;
     }
     wt_status status;
-    RUN_KERNEL(status, conv2d_backward_data(f32(dx), ws, f32(dy), f32(w), &s, nthreads));
-    if (check_status(status, fn) < 0) {
-        Py_CLEAR(dx);
-    }
+    RUN_KERNEL(status, conv2d_backward_data(f32(dx), c.ws, f32(dy), f32(w), &c.s, c.nthreads));
+    result = kernel_result(status, fn, (PyObject *)dx);
 cleanup:
-    PyMem_RawFree(ws);
-    Py_XDECREF(one);
-    Py_XDECREF(zero);
-    Py_XDECREF(dy);
-    Py_XDECREF(w);
-    return (PyObject *)dx;
+    PyMem_RawFree(c.ws);
+    RELEASE(dy, w, dx);
+    return result;
 }
 
 static PyObject *py_conv2d_backward_weight(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
     static const char *fn = "conv2d_backward_weight";
     static char *kwlist[] = {"grad_out", "x", "grad_weight", "grad_bias", CONV_KWARGS, NULL};
-    PyObject *dy_obj, *x_obj, *dw_obj, *db_obj = Py_None;
-    PyObject *stride = NULL, *padding = NULL, *dilation = NULL, *result = NULL;
-    PyObject *groups = NULL;
+    PyObject *dy_obj, *x_obj, *dw_obj, *db_obj = Py_None, *result = NULL;
     PyArrayObject *dy = NULL, *x = NULL, *dw = NULL, *db = NULL;
-    float *ws = NULL;
-    int failed = 0;
-    PyObject *one = PyLong_FromLong(1), *zero = PyLong_FromLong(0);
+    conv_call c = {NULL};
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO|OOOOO:conv2d_backward_weight", kwlist,
-                                     &dy_obj, &x_obj, &dw_obj, &db_obj, &stride, &padding,
-                                     &dilation, &groups)) {
-        goto cleanup;
-    }
-    if (!(dy = input_f32(dy_obj, fn, "grad_out", 4, "(N, OC, OH, OW)")) ||
+                                     &dy_obj, &x_obj, &dw_obj, &db_obj, &c.stride, &c.padding,
+                                     &c.dilation, &c.groups) ||
+        !(dy = input_f32(dy_obj, fn, "grad_out", 4, "(N, OC, OH, OW)")) ||
         !(x = input_f32(x_obj, fn, "x", 4, "(N, C, H, W)")) ||
-        !(dw = inplace_f32(dw_obj, fn, "grad_weight"))) {
+        !(dw = inplace_f32(dw_obj, fn, "grad_weight")) ||
+        optional_inplace_f32(&db, db_obj, fn, "grad_bias") < 0 ||
+        expect_ndim(dw, fn, "grad_weight", 4, WEIGHT_LAYOUT) < 0 ||
+        conv_prepare(&c, fn, "grad_weight", PyArray_DIMS(x), PyArray_DIMS(dw)) < 0) {
         goto cleanup;
     }
-    db = optional_inplace_f32(db_obj, fn, "grad_bias", &failed);
-    if (failed) {
-        goto cleanup;
-    }
-    if (expect_ndim(dw, fn, "grad_weight", 4, "(OC, C/groups, KH, KW)") < 0) {
-        goto cleanup;
-    }
-    conv2d_shape s;
-    const int nthreads = wt_get_num_threads();
-    if (conv_shape(&s, fn, "grad_weight", PyArray_DIMS(x), PyArray_DIMS(dw),
-                   stride ? stride : one, padding ? padding : zero, dilation ? dilation : one,
-                   groups ? groups : one) < 0) {
-        goto cleanup;
-    }
-    npy_intp yd[4] = {s.n, s.oc, s.oh, s.ow}, bd[1] = {s.oc};
-    if (expect_shape(dy, fn, "grad_out", 4, yd) < 0 ||
-        (db && expect_shape(db, fn, "grad_bias", 1, bd) < 0)) {
-        goto cleanup;
-    }
-    if (!(ws = alloc_workspace(conv2d_workspace_size(&s, nthreads)))) {
+    npy_intp bd[1] = {c.s.oc};
+    if (expect_shape(dy, fn, "grad_out", 4, c.yd) < 0 ||
+        (db && expect_shape(db, fn, "grad_bias", 1, bd) < 0) || conv_workspace(&c) < 0) {
         goto cleanup;
     }
     wt_status status;
-    RUN_KERNEL(status, conv2d_backward_weight(f32(dw), f32(db), ws, f32(dy), f32(x), &s, nthreads));
-    if (check_status(status, fn) == 0) {
-        result = Py_NewRef(Py_None);
-    }
+    RUN_KERNEL(status,
+               conv2d_backward_weight(f32(dw), f32(db), c.ws, f32(dy), f32(x), &c.s, c.nthreads));
+    result = kernel_result(status, fn, Py_None);
 cleanup:
-    PyMem_RawFree(ws);
-    Py_XDECREF(one);
-    Py_XDECREF(zero);
-    Py_XDECREF(dy);
-    Py_XDECREF(x);
-    Py_XDECREF(dw);
-    Py_XDECREF(db);
+    PyMem_RawFree(c.ws);
+    RELEASE(dy, x, dw, db);
     return result;
 }
 

@@ -12,7 +12,7 @@ static PyObject *py_sgd_step(PyObject *Py_UNUSED(self), PyObject *args, PyObject
                              "weight_decay", "nesterov", "first_step", NULL};
     PyObject *p_obj, *g_obj, *buf_obj = Py_None, *lr_obj = NULL, *result = NULL;
     double lr, momentum = 0.0, dampening = 0.0, weight_decay = 0.0;
-    int nesterov = 0, first_step = 0, failed = 0;
+    int nesterov = 0, first_step = 0;
     PyArrayObject *param = NULL, *grad = NULL, *buf = NULL;
     if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|O$Odddpp:sgd_step", kwlist, &p_obj, &g_obj,
                                      &buf_obj, &lr_obj, &momentum, &dampening, &weight_decay,
@@ -40,11 +40,8 @@ static PyObject *py_sgd_step(PyObject *Py_UNUSED(self), PyObject *args, PyObject
                      fn, momentum, dampening);
         return NULL;
     }
-    if (!(param = inplace_f32(p_obj, fn, "param"))) {
-        goto cleanup;
-    }
-    buf = optional_inplace_f32(buf_obj, fn, "momentum_buffer", &failed);
-    if (failed) {
+    if (!(param = inplace_f32(p_obj, fn, "param")) ||
+        optional_inplace_f32(&buf, buf_obj, fn, "momentum_buffer") < 0) {
         goto cleanup;
     }
     if (momentum != 0.0 && !buf) {
@@ -65,13 +62,9 @@ static PyObject *py_sgd_step(PyObject *Py_UNUSED(self), PyObject *args, PyObject
     wt_status status;
     RUN_KERNEL(status, sgd_step(f32(param), f32(buf), f32(grad), PyArray_SIZE(param), &opt,
                                 first_step));
-    if (check_status(status, fn) == 0) {
-        result = Py_NewRef(Py_None);
-    }
+    result = kernel_result(status, fn, Py_None);
 cleanup:
-    Py_XDECREF(param);
-    Py_XDECREF(grad);
-    Py_XDECREF(buf);
+    RELEASE(param, grad, buf);
     return result;
 }
 
