@@ -5,8 +5,8 @@
 
 #include "pool2d.h"
 
-/* The hyperparameters of a pooling call as passed, NULL where absent: stride (NULL or None)
- * the kernel size, as in PyTorch, padding 0, dilation 1. */
+/* The hyperparameters of a pooling call as passed, NULL where absent. An absent or None
+ * stride means the kernel size, as in PyTorch; absent padding is 0 and dilation 1. */
 typedef struct {
     PyObject *kernel, *stride, *padding, *dilation;
     int ceil_mode, count_include_pad;
