@@ -1,4 +1,4 @@
-"""Build weitiao._C from csrc/*.c, linked to OpenBLAS.
+"""Build weitiao._C from csrc/*.c and csrc/py/*.c, linked to OpenBLAS.
 
 By default the BLAS is the scipy-openblas32 wheel (headers, library and symbol prefix come
 from it), so `pip install .` needs only a C compiler. Set WEITIAO_BLAS=system to link a
@@ -66,7 +66,8 @@ def extension():
     blas = blas_options()
     return Extension(
         "weitiao._C",
-        sources=sorted(glob.glob("csrc/*.c")),
+        # the kernels, then the Python boundary (the only C that includes Python.h)
+        sources=sorted(glob.glob("csrc/*.c")) + sorted(glob.glob("csrc/py/*.c")),
         include_dirs=["csrc", numpy.get_include(), *blas["include_dirs"]],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=CFLAGS + blas["extra_compile_args"],

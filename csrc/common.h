@@ -1,6 +1,7 @@
 /* Shared definitions for the weitiao C kernels: status codes and index types.
  * Kernels never allocate and never call Python; callers validate shapes and pass
- * workspace. A kernel returns WT_OK or a status that module.c turns into an exception. */
+ * workspace. A kernel returns WT_OK or a status that the boundary (csrc/py/) turns into an
+ * exception. */
 #ifndef WT_COMMON_H
 #define WT_COMMON_H
 
