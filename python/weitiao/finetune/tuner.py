@@ -18,7 +18,6 @@ import time
 
 import numpy as np
 
-from .. import _C
 from ..data.augment import preset_eval_crop
 from ..data.loader import class_balanced_weights
 from ..data.splits import stratified_split
