@@ -36,6 +36,7 @@ ENV_AT_START = {name: os.environ.get(name) for name in BLAS_ENV_VARS}
 import torch  # noqa: E402
 import weitiao  # noqa: E402
 from weitiao import _C  # noqa: E402
+from weitiao.machine import cpu_model  # noqa: E402
 
 
 def set_threads(n: int) -> None:
@@ -134,18 +135,6 @@ def sgemm_peak(threads: int, n: int = 2048, reps: int = 7, warmup: int = 2) -> f
 
 
 # ---------------------------------------------------------------- machine info
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (platform.processor() elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
 
 def cpu_flags(wanted: Sequence[str] = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
               ) -> str:

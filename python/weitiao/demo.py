@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from dataclasses import dataclass
 
 import numpy as np
+
+from .machine import cpu_model
 
 
 @dataclass(frozen=True)
@@ -137,17 +138,6 @@ def report(arms: dict, base: dict, seeds) -> str:
     return "\n".join(lines)
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def run(preset: str = "default", seed: int | None = None, out: str = "weitiao-demo",
         num_workers: int = 2, verbose: bool = True, epochs: int | None = None,
         image_size: int | None = None, seeds=None, json_path: str | None = None,
@@ -197,7 +187,7 @@ def run(preset: str = "default", seed: int | None = None, out: str = "weitiao-de
     result.tuners["fine-tune"].save(model_path)
     figures = _figures(result, out, image_size, epochs, seeds[0])
     summary = {"arms": arms, "majority": base, "paper": PAPER, "seconds": seconds,
-               "cpu": cpu_name(), "preset": preset, "epochs": epochs,
+               "cpu": cpu_model(), "preset": preset, "epochs": epochs,
                "image_size": image_size, "seeds": list(seeds), "recipe": RECIPE}
     if json_path:
         with open(json_path, "w") as f:
