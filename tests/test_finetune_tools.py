@@ -37,8 +37,8 @@ def test_compare_runs_the_three_arms(source, tmp_path):
                      verbose=False)
     assert list(result.histories) == ["fine-tune", "scratch", "linear probe"]
     lengths = {name: len(h) for name, h in result.histories.items()}
-    assert lengths == {"fine-tune": 4, "scratch": 2, "linear probe": 4}  # 2 head epochs first
-    assert [e.stage for e in result.histories["fine-tune"].epochs] == ["head"] * 2 + ["all"] * 2
+    assert lengths == {"fine-tune": 2, "scratch": 2, "linear probe": 2}  # no LP-FT by default
+    assert [e.stage for e in result.histories["fine-tune"].epochs] == ["all"] * 2
     assert result.tuners["fine-tune"].augment == "light"
     groups = {g["name"]: g["initial_lr"]  # warmup + cosine ends at 0
               for g in result.tuners["scratch"].optimizer.param_groups}
@@ -49,6 +49,20 @@ def test_compare_runs_the_three_arms(source, tmp_path):
     assert "macro-F1" in table
     result.figure().savefig(tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 1000
+
+
+def test_compare_head_epochs_come_first_and_the_probe_gets_them_too(source):
+    result = compare(source, _arrays(), _arrays(12, seed=1), epochs=1, head_epochs=2,
+                     batch_size=8, verbose=False)
+    lengths = {name: len(h) for name, h in result.histories.items()}
+    assert lengths == {"fine-tune": 3, "scratch": 1, "linear probe": 3}
+    assert [e.stage for e in result.histories["fine-tune"].epochs] == ["head"] * 2 + ["all"]
+
+
+def test_compare_refuses_an_unknown_monitor(source):
+    with pytest.raises(ValueError, match="monitor must be 'val', a fraction of train or None, "
+                                         "got 'test'"):
+        compare(source, _arrays(), _arrays(12, seed=1), monitor="test", verbose=False)
 
 
 def test_lr_find_sweeps_and_leaves_the_tuner_alone(source):

@@ -50,14 +50,15 @@ class Comparison:
 
 
 def compare(source_model, train, val, *, classes=None, epochs: int = 8, lr: float = 1e-2,
-            scratch_lr: float | None = None, head_epochs: int = 2, augment="light",
+            scratch_lr: float | None = None, head_epochs: int = 0, augment="light",
             scheduler="warmup_cosine", linear_probe: bool = True, monitor="val",
             batch_size: int = 32, image_size: int | None = None, tta: str | None = None,
             seed: int = 0, verbose: bool = True, **fit_kwargs) -> Comparison:
     """Train three arms under one epoch budget and evaluate each on ``val``:
 
-    - "fine-tune": the pretrained body at ``lr``, the new head at 10x, after
-      ``head_epochs`` of the head alone on cached features (LP-FT);
+    - "fine-tune": the pretrained body at ``lr``, the new head at 10x; with
+      ``head_epochs`` > 0, after that many epochs of the head alone on cached features
+      (LP-FT, off by default: it did worse in experiment 5);
     - "scratch": the same architecture from a random initialisation, all at
       ``scratch_lr`` (default ``lr``);
     - "linear probe" (``linear_probe=True``): the backbone frozen, its features cached, the

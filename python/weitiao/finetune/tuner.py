@@ -27,7 +27,7 @@ from ..models.base import Classifier
 from ..models.config import ModelConfig
 from ..nn.loss import CrossEntropyLoss
 from ..nn.norm import BatchNorm2d
-from ..optim import SGD, WarmupCosineLR
+from ..optim import SGD, CosineAnnealingLR, OneCycleLR, WarmupCosineLR
 from . import batches
 from . import checkpoint as training_checkpoint
 from .freezing import apply_freeze, frozen_paths
@@ -66,9 +66,9 @@ class FineTuner:
     "standard", "strong"; ``weitiao.data.AUGMENT_PRESETS``), a Preset, a callable transform,
     or None for the source model's own pretraining pipeline (``DEFAULT_AUGMENT``,
     "standard"). The default, "light" (the whole image, small affine changes, a flip), beat
-    "standard" on small targets (docs/experiments.md, experiment 5). Evaluation and prediction use the matching
-    pipeline: the whole image resized after "none", "light" and "dihedral", resize and
-    centre crop otherwise; ``eval_crop`` (True or False) overrides that. ``class_weight``
+    "standard" on small targets (docs/experiments.md, experiment 5). Evaluation and
+    prediction use the matching pipeline: the whole image resized after "none", "light"
+    and "dihedral", resize and centre crop otherwise; ``eval_crop`` (True or False) overrides that. ``class_weight``
     ("balanced": n / (K * n_class), as scikit-learn; or a dict class name or index ->
     weight, others 1) weighs the training loss by the true class. ``soft_targets``, a
     (K, K) array whose row k is a probability distribution, trains label k towards row k
@@ -255,11 +255,11 @@ class FineTuner:
         draws each epoch's samples with replacement so every class comes equally often.
         ``head_epochs``: first train only the new head for that many epochs at a constant
         rate (the backbone frozen, its features cached: a linear probe), then everything
-        for ``epochs``
-        (LP-FT, Kumar et al. 2022; fastai's ``fine_tune(freeze_epochs=)``), so the body's
-        first updates come from a head that already fits. ``early_stopping`` (epochs of patience) stops when the validation accuracy has
-        not improved for that many epochs; ``restore_best=True`` ends with the weights of
-        the best validation epoch (ties: the lower validation loss), recorded in
+        for ``epochs`` (LP-FT, Kumar et al. 2022; fastai's ``fine_tune(freeze_epochs=)``),
+        so the body's first updates come from a head that already fits.
+        ``early_stopping`` (epochs of patience) stops when the validation accuracy has not
+        improved for that many epochs; ``restore_best=True`` ends with the weights of the
+        best validation epoch (ties: the lower validation loss), recorded in
         ``history.best_epoch``. ``ema`` (e.g. 0.999) keeps an exponential moving average of
         the weights (see :class:`WeightEMA`), validates with it and ends with it in the
         model. ``unfreeze="gradual"`` (ULMFiT) trains only the head in the first epoch,
@@ -274,8 +274,13 @@ class FineTuner:
         (atomically) every ``checkpoint_every`` epochs and at the end. With ``resume=True``
         an existing checkpoint is loaded first and ``epochs`` counts the total: a run killed
         after epoch 3 of 5 and restarted with the same arguments trains epochs 4 and 5 and
-        ends with the same weights as an uninterrupted run.
+        ends with the same weights as an uninterrupted run. A checkpoint does not hold the
+        best epoch's weights of ``restore_best`` nor the ``ema`` average: a resumed run
+        starts both afresh from the epoch it resumes at.
         """
+        if isinstance(epochs, bool) or not isinstance(epochs, int):
+            raise TypeError(f"fit: epochs must be an int, got {type(epochs).__name__} "
+                            f"{epochs!r}")
         if epochs < 1:
             raise ValueError(f"fit: epochs must be >= 1, got {epochs}")
         if resume and checkpoint is None:
@@ -349,9 +354,7 @@ class FineTuner:
                     record = self._epoch(loader, epoch, sched, per_batch, stop, verbose)
                 if val_ds is not None and not record.interrupted:
                     with averaged():
-                        ev = self.evaluate(val_ds, batch_size=max(batch_size, 64),
-                                           num_workers=num_workers)
-                        record.val_accuracy, record.val_loss = ev.accuracy, ev.loss
+                        ev = self._validate(record, val_ds, batch_size, num_workers)
                         score = (ev.accuracy, -ev.loss)
                         if best is None or score > best[0]:
                             best = (score, epoch, {k: np.array(v, copy=True) for k, v in
@@ -416,9 +419,7 @@ class FineTuner:
                                                 drop_last, shuffle, None, False, stop, verbose)
                     record.stage = "head"
                     if val_ds is not None and not record.interrupted:
-                        ev = self.evaluate(val_ds, batch_size=max(batch_size, 64),
-                                           num_workers=num_workers)
-                        record.val_accuracy, record.val_loss = ev.accuracy, ev.loss
+                        self._validate(record, val_ds, batch_size, num_workers)
                     self.history.epochs.append(record)
                     interrupted = record.interrupted
                     if interrupted:
@@ -431,6 +432,13 @@ class FineTuner:
             self._cache = {}
         return interrupted
 
+    def _validate(self, record: EpochRecord, val_ds, batch_size: int,
+                  num_workers: int) -> Evaluation:
+        """Evaluate on ``val_ds`` and write the accuracy and loss into ``record``."""
+        ev = self.evaluate(val_ds, batch_size=max(batch_size, 64), num_workers=num_workers)
+        record.val_accuracy, record.val_loss = ev.accuracy, ev.loss
+        return ev
+
     def _hold_out(self, train_ds, fraction: float):
         """(train, val) Subsets of ``train_ds``, ``fraction`` of each class in val."""
         if not 0 < fraction < 1:
@@ -440,8 +448,6 @@ class FineTuner:
         return tuple(stratified_split(train_ds, [1 - fraction, fraction], seed=self.seed))
 
     def _scheduler(self, scheduler, epochs: int, steps: int):
-        from ..optim import CosineAnnealingLR, OneCycleLR
-
         if scheduler is None:
             return None, False
         if scheduler == "cosine":
