@@ -46,3 +46,11 @@ def test_by_type_splits_the_test_cells():
     assert parts["mono"]["accuracy"] == mono.accuracy
     total = (8 * parts["mono"]["binary_accuracy"] + 12 * parts["poly"]["binary_accuracy"]) / 20
     assert total == pytest.approx(metrics(ev)["binary_accuracy"])
+
+
+@pytest.mark.parametrize("cells", ["4", "999999"])
+def test_demo_refuses_cells_out_of_range(cells):
+    from weitiao.cli import main
+
+    with pytest.raises(ValueError, match=r"demo: cells must be between 8 and \d+, got " + cells):
+        main(["demo", "--quick", "--cells", cells])

@@ -242,12 +242,21 @@ def test_ema_validates_with_and_ends_with_the_averaged_weights(source):
     plain.fit(imbalanced(), epochs=2, batch_size=8, verbose=False)
     assert not np.array_equal(plain.model.fc.weight.data, tuner.model.fc.weight.data)
     # the average by hand: d_t = min(decay, (1 + t) / (10 + t))
-    layer = source.fc
-    ema = WeightEMA(layer, 0.5)
-    start = layer.weight.data.copy()
+    from weitiao import nn
+
+    layer = nn.Linear(3, 2, rng=0)
+    w0 = layer.weight.data.copy()
+    ema = WeightEMA(layer, 0.2)
+    layer.weight.data[...] = w1 = w0 + 1.0
+    ema.update()
+    layer.weight.data[...] = w2 = w0 - 2.0
+    ema.update()
+    d1, d2 = np.float32(2 / 11), np.float32(0.2)  # min(0.2, 2/11), min(0.2, 3/12)
+    expected = d2 * (d1 * w0 + (1 - d1) * w1) + (1 - d2) * w2
+    np.testing.assert_allclose(ema.shadow[0], expected, rtol=1e-6)
     with ema.applied():
-        pass
-    np.testing.assert_array_equal(layer.weight.data, start)
+        np.testing.assert_allclose(layer.weight.data, expected, rtol=1e-6)
+    np.testing.assert_array_equal(layer.weight.data, w2)
     with pytest.raises(ValueError, match=r"decay must be in \(0, 1\)"):
         WeightEMA(layer, 1.0)
 
@@ -270,3 +279,28 @@ def test_gradual_unfreezing_opens_one_stage_per_epoch(source, monkeypatch):
     assert tuner.model.layer1[0].conv1.weight.requires_grad
     with pytest.raises(ValueError, match="unfreeze must be None or 'gradual'"):
         tuner.fit(imbalanced(), epochs=1, unfreeze="all", verbose=False)
+
+
+class _Unlabelled:
+    """A dataset that yields samples but does not list its labels up front."""
+
+    classes = ["a", "b"]
+
+    def __init__(self, data):
+        self.data = data
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, i):
+        return self.data[i]
+
+
+@pytest.mark.parametrize("fit_kwargs, what", [
+    (dict(val=0.25), r"fit\(val=fraction\)"),
+    (dict(sampler="balanced"), r"fit\(sampler='balanced'"),
+])
+def test_what_needs_labels_up_front_says_so(source, fit_kwargs, what):
+    tuner = FineTuner(source, classes=["a", "b"])
+    with pytest.raises(ValueError, match=what + ".*needs every sample's label up front"):
+        tuner.fit(_Unlabelled(imbalanced()), epochs=1, verbose=False, **fit_kwargs)
