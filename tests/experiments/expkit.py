@@ -12,6 +12,7 @@ verdict the data gave.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import time
@@ -48,6 +49,28 @@ def cache_dir() -> Path:
                                Path.home() / ".cache" / "weitiao" / "experiments"))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def run_grid(cache_name: str, targets, seeds_of, arms_of, make_target, run_arm) -> dict:
+    """Every (target, seed, arm) run, kept in the cache file ``cache_name`` as it finishes so
+    an interrupted experiment resumes where it stopped: ``{target: {arm: [result per
+    seed]}}``. ``make_target(target, seed)`` builds the data once per target and seed (only
+    if a run still needs it); ``run_arm(data, seed, options)`` returns one result dict."""
+    done_path = cache_dir() / cache_name
+    done = json.loads(done_path.read_text()) if done_path.exists() else {}
+    results = {t: {a: [] for a in arms_of(t)} for t in targets}
+    for target in targets:
+        for seed in seeds_of(target):
+            data = None
+            for arm, options in arms_of(target).items():
+                key = f"{target} | {seed} | {arm}"
+                if key not in done:
+                    data = data or make_target(target, seed)
+                    done[key] = run_arm(data, seed, options)
+                    done_path.write_text(json.dumps(done, indent=1))
+                results[target][arm].append(done[key])
+                print(f"{target} seed {seed} {arm}: {done[key]}", flush=True)
+    return results
 
 
 def source_model_path() -> Path:

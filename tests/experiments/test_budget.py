@@ -11,7 +11,6 @@ takes five times as long); its experiment-5 numbers stand.
 
     pytest -m experiment tests/experiments/test_budget.py -s
 """
-import json
 import time
 
 import pytest
@@ -54,20 +53,9 @@ def test_learning_rate_and_epochs_on_the_fashion_mnist_targets():
 
     began = time.perf_counter()
     source = efficientnet_lite0(weights="imagenet")
-    done_path = expkit.cache_dir() / "budget_runs.json"
-    done = json.loads(done_path.read_text()) if done_path.exists() else {}
-    results = {t: {a: [] for a in ARMS} for t in FMNIST}
-    for target in FMNIST:
-        for seed in SEEDS:
-            data = None
-            for arm, options in ARMS.items():
-                key = f"{target} | {seed} | {arm}"
-                if key not in done:
-                    data = data or TARGETS[target](seed)
-                    done[key] = run_arm(source, *data, seed, options)
-                    done_path.write_text(json.dumps(done, indent=1))
-                results[target][arm].append(done[key])
-                print(f"{target} seed {seed} {arm}: {done[key]}", flush=True)
+    results = expkit.run_grid("budget_runs.json", FMNIST, lambda t: SEEDS, lambda t: ARMS,
+                              lambda t, seed: TARGETS[t](seed),
+                              lambda data, seed, arm: run_arm(source, *data, seed, arm))
 
     claims = []
     for target in FMNIST:

@@ -20,7 +20,6 @@ each evaluated with and without dihedral test-time augmentation.
 
     pytest -m experiment tests/experiments/test_recipe.py -s
 """
-import json
 import time
 
 import numpy as np
@@ -123,22 +122,9 @@ def test_recipe_on_three_targets():
 
     began = time.perf_counter()
     source = efficientnet_lite0(weights="imagenet")
-    # Each finished run is kept, so an interrupted experiment resumes where it stopped.
-    done_path = expkit.cache_dir() / "recipe_runs.json"
-    done = json.loads(done_path.read_text()) if done_path.exists() else {}
-    results = {t: {a: [] for a in arms_of(t)} for t in TARGETS}
-    for target, make in TARGETS.items():
-        for seed in SEEDS[target]:
-            train, val, size = None, None, None
-            for arm, options in arms_of(target).items():
-                key = f"{target} | {seed} | {arm}"
-                if key not in done:
-                    if train is None:
-                        train, val, size = make(seed)
-                    done[key] = run_arm(source, train, val, size, seed, options)
-                    done_path.write_text(json.dumps(done, indent=1))
-                results[target][arm].append(done[key])
-                print(f"{target} seed {seed} {arm}: {done[key]}", flush=True)
+    results = expkit.run_grid("recipe_runs.json", TARGETS, lambda t: SEEDS[t], arms_of,
+                              lambda t, seed: TARGETS[t](seed),
+                              lambda data, seed, arm: run_arm(source, *data, seed, arm))
 
     claims = []
     for target in TARGETS:
