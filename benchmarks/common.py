@@ -362,3 +362,13 @@ def replace_section(path: str | Path, name: str, body: str, title: str = "# Perf
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+
+
+def publish(parts: Sequence[str], write: str | Path | None, section: str) -> str:
+    """Join a report's ``parts`` into one markdown section, print it, and put it into the
+    file ``write`` (when given) between that section's markers; returns the text."""
+    body = "\n\n".join(parts)
+    print(body)
+    if write:
+        replace_section(write, section, body)
+    return body

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         return child(args.threads)
     from common import command_line, cpu_flags, format_machine, machine_info, markdown_table
-    from common import replace_section
+    from common import publish
 
     have = set(cpu_flags(("avx512f", "avx2", "fma", "avx")).split())
     rows = []
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     table = markdown_table(["OPENBLAS_CORETYPE", "kernel loaded", "sgemm GFLOP/s, 1 thread",
                             f"sgemm GFLOP/s, {args.threads} threads",
                             "layer3 3x3 forward ms", "layer2.0 3x3/2 forward ms"], rows)
-    body = "\n\n".join([
+    publish([
         f"### OpenBLAS kernel choice (OPENBLAS_CORETYPE), {args.threads} threads",
         f"Command: `{command_line()}`",
         format_machine(machine_info()),
@@ -93,10 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         "execute are left out). The conv columns are weitiao's forward pass at batch 32, "
         "median of 5; the sgemm columns the best of 7 repetitions.",
         table,
-    ])
-    print(body)
-    if args.write:
-        replace_section(args.write, SECTION, body)
+    ], args.write, SECTION)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ def main(argv=None) -> None:
     from weitiao.data import ArrayDataset
     from weitiao.finetune import FineTuner
     from weitiao.models import efficientnet_lite0, resnet18
-    from common import command_line, format_machine, machine_info, markdown_table, replace_section
+    from common import command_line, format_machine, machine_info, markdown_table, publish
 
     weitiao.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
@@ -51,7 +51,7 @@ def main(argv=None) -> None:
         rows.append([name, f"{seconds[False]:.1f}", f"{seconds[True]:.1f}",
                      f"**{seconds[False] / seconds[True]:.1f}x**", f"{diff:.1e}"])
         print(rows[-1], flush=True)
-    body = "\n\n".join([
+    publish([
         f"### Feature caching: head-only fine-tuning, {args.epochs} epochs over "
         f"{args.images} images at {args.size}x{args.size}, batch 32, {args.threads} threads",
         f"Command: `{command_line()}`",
@@ -62,10 +62,7 @@ def main(argv=None) -> None:
         "a PyTorch loop with `requires_grad_(False)` does). Cached: the backbone runs once "
         "(one augmentation pass, deterministic preprocessing here) and the head trains on the "
         "stored features. The heads end equal to float rounding.",
-    ])
-    print(body)
-    if args.write:
-        replace_section(args.write, "feature-cache", body)
+    ], args.write, "feature-cache")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import (command_line, format_machine, machine_info, markdown_table,  # noqa: E402
-                    replace_section, set_threads, time_interleaved, torch)
+                    publish, set_threads, time_interleaved, torch)
 
 from weitiao import _C, nn  # noqa: E402
 
@@ -89,7 +89,7 @@ def main(argv=None) -> None:
                      f"{us['cl']:.1f}" if len(shape) == 4 else "-",
                      f"**{best / us['module']:.2f}x**"])
         print(rows[-1], flush=True)
-    body = "\n\n".join([
+    publish([
         f"### Per-call overhead: one layer at batch 1, {args.threads} threads",
         f"Command: `{command_line()}`",
         format_machine(machine_info()),
@@ -101,10 +101,7 @@ def main(argv=None) -> None:
         "Python layer (shape checks, padding, bookkeeping); what remains of the C call on "
         "this little arithmetic is argument parsing, planning and the thread hand-off. "
         "The ratio compares the module call with the faster of PyTorch's two layouts.",
-    ])
-    print(body)
-    if args.write:
-        replace_section(args.write, "overhead", body)
+    ], args.write, "overhead")
 
 
 if __name__ == "__main__":

@@ -218,7 +218,7 @@ def main(argv=None) -> None:
     if args.quick:
         args.batch, args.reps, args.images, args.rounds = 8, 1, 200, 1
     from common import (OtherLoad, command_line, format_machine, machine_info, markdown_table,
-                        replace_section, sgemm_peak)
+                        publish, sgemm_peak)
 
     import weitiao
 
@@ -245,7 +245,7 @@ def main(argv=None) -> None:
     table = markdown_table(["workload", "weitiao s", "torch s", "torch/weitiao",
                             "weitiao peak RSS MB", "torch peak RSS MB", "weitiao GFLOP/s",
                             "of sgemm peak", "weitiao spread", "torch spread"], rows)
-    body = "\n\n".join([
+    publish([
         f"### Workloads vs PyTorch, batch {args.batch}, {args.threads} threads",
         f"Command: `{command_line()}`",
         format_machine(machine_info()),
@@ -260,10 +260,7 @@ def main(argv=None) -> None:
         "x 2, x 3 for a training step; the cached head-only run is credited one forward "
         "pass over its images. Spread is (slowest - fastest repetition) / median.",
         table,
-    ])
-    print(body)
-    if args.write:
-        replace_section(args.write, "workloads", body)
+    ], args.write, "workloads")
 
 
 if __name__ == "__main__":
