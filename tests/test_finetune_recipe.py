@@ -304,3 +304,11 @@ def test_what_needs_labels_up_front_says_so(source, fit_kwargs, what):
     tuner = FineTuner(source, classes=["a", "b"])
     with pytest.raises(ValueError, match=what + ".*needs every sample's label up front"):
         tuner.fit(_Unlabelled(imbalanced()), epochs=1, verbose=False, **fit_kwargs)
+
+
+@pytest.mark.parametrize("epochs", ["2", 2.0, True])
+def test_fit_epochs_must_be_an_int(source, epochs):
+    tuner = FineTuner(source, classes=["a", "b"])
+    with pytest.raises(TypeError, match="fit: epochs must be an int, got"):
+        tuner.fit(imbalanced(), epochs=epochs, verbose=False)
+    assert len(tuner.history) == 0
