@@ -31,6 +31,7 @@ from ..optim import SGD, CosineAnnealingLR, OneCycleLR, WarmupCosineLR
 from . import batches
 from . import checkpoint as training_checkpoint
 from .freezing import apply_freeze, frozen_paths
+from .guard import BatchGuard, check_finite_input, diverged_error
 from .ema import WeightEMA
 from .evaluation import TTA_VIEWS, Evaluation, log_softmax, tta_views
 from .history import EpochRecord, History
@@ -463,13 +464,23 @@ class FineTuner:
         raise ValueError(f"fit: scheduler must be None, 'cosine', 'onecycle', 'warmup_cosine' "
                          f"or a callable optimizer -> scheduler, got {scheduler!r}")
 
+    def _train_step(self, x: np.ndarray, labels: np.ndarray, forward,
+                    backward) -> tuple[float, int]:
+        """One SGD step on batch ``x``. A non-finite loss leaves the model as it was before
+        the batch and raises: a ValueError if ``x`` holds NaN or Inf, else FloatingPointError."""
+        guard = BatchGuard(self.model)
+        try:
+            return self._step(forward(x), labels, backward)
+        except FloatingPointError:
+            guard.restore()
+            check_finite_input(x)
+            raise
+
     def _step(self, logits: np.ndarray, labels: np.ndarray, backward) -> tuple[float, int]:
         targets = labels if self.soft_targets is None else self.soft_targets[labels]
         loss = self.loss_fn(logits, targets)
         if not math.isfinite(loss):
-            raise FloatingPointError(
-                f"the loss became {loss} (learning rate {self.optimizer.param_groups[-1]['lr']:g}"
-                f" too high?); the model was not updated with this batch")
+            raise diverged_error(loss, self.optimizer.param_groups)
         self.optimizer.zero_grad()
         backward(self.loss_fn.backward())
         self.optimizer.step()
@@ -487,7 +498,7 @@ class FineTuner:
         interrupted = False
         try:
             for x, y in bar:
-                loss, right = self._step(forward(x), y, backward)
+                loss, right = self._train_step(x, y, forward, backward)
                 if self._ema is not None:
                     self._ema.update()
                 if sched is not None and per_batch:

@@ -1,0 +1,74 @@
+"""After a failure the state is as documented (docs/reliability.md): a failed training step
+leaves the model exactly as before the batch, bad arguments are refused before anything
+changes, and the messages say what went wrong."""
+import numpy as np
+import pytest
+
+from weitiao.data import ArrayDataset
+from weitiao.finetune import FineTuner
+from weitiao.models import resnet18
+
+
+@pytest.fixture(scope="module")
+def source():
+    """A 'pretrained' ResNet-18 (random weights) that takes 32x32 inputs."""
+    model = resnet18(rng=1)
+    model.config = model.config.resized(32)
+    return model
+
+
+def _arrays(n=16, size=32, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, 3, size, size)).astype(np.float32)
+    return x, np.arange(n) % 2
+
+
+def _copy(model):
+    return {k: np.array(v, copy=True) for k, v in model.state_dict().items()}
+
+
+def _assert_same(model, before):
+    state = model.state_dict()
+    assert state.keys() == before.keys()
+    for k, v in state.items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+
+
+def test_nan_image_leaves_the_model_bit_identical_and_names_the_images(source):
+    x, y = _arrays()
+    x[5, 1, 3, 4] = np.nan
+    x[6, 0, 0, 0] = np.inf
+    ft = FineTuner(source, classes=["a", "b"])
+    before = _copy(ft.model)
+    with pytest.raises(ValueError, match=r"non-finite input: images \[5, 6\] of this batch "
+                                         r"\(of 8\) hold NaN or Inf.*left as it was"):
+        ft.fit(ArrayDataset(x, y, classes=["a", "b"]), epochs=1, batch_size=8,
+               shuffle=False, num_workers=0, verbose=False)
+    _assert_same(ft.model, before)
+    assert len(ft.history) == 0
+    clean = _arrays(seed=1)
+    assert np.isfinite(ft.evaluate(clean, num_workers=0).loss)
+
+
+def test_diverging_lr_leaves_the_model_as_after_the_last_good_step(source):
+    x, y = _arrays()
+    x[y == 1] += 3.0
+    ft = FineTuner(source, classes=["a", "b"], lr=1e4, momentum=0.0, weight_decay=0.0)
+    states = [_copy(ft.model)]
+    step = ft.optimizer.step
+
+    def step_and_record():
+        step()
+        states.append(_copy(ft.model))
+
+    ft.optimizer.step = step_and_record
+    with pytest.raises(FloatingPointError, match=r"training diverged: the loss became "
+                                                 r"(nan|inf) at learning rates body 10000, "
+                                                 r"head 100000.*left as "
+                                                 r"it was.*try a lower learning rate"):
+        ft.fit((x, y), epochs=20, batch_size=8, scheduler=None, num_workers=0,
+               verbose=False)
+    assert len(states) > 1  # some steps succeeded before the one that failed
+    _assert_same(ft.model, states[-1])
+    running = [v for k, v in ft.model.state_dict().items() if "running_" in k]
+    assert all(np.isfinite(v).all() for v in running)
