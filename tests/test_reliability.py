@@ -72,3 +72,30 @@ def test_diverging_lr_leaves_the_model_as_after_the_last_good_step(source):
     _assert_same(ft.model, states[-1])
     running = [v for k, v in ft.model.state_dict().items() if "running_" in k]
     assert all(np.isfinite(v).all() for v in running)
+
+
+def test_empty_batches_give_empty_results(source):
+    model = resnet18(rng=0).eval()
+    assert model(np.zeros((0, 3, 32, 32), np.float32)).shape == (0, 1000)
+    ft = FineTuner(source, classes=["a", "b"])
+    names, probs = ft.predict(np.zeros((0, 3, 32, 32), np.float32))
+    assert names == [] and probs.shape == (0, 2) and probs.dtype == np.float32
+
+
+@pytest.mark.parametrize("lr", [np.inf, np.nan])
+def test_non_finite_lr_refused_when_the_optimizer_is_built(source, lr):
+    from weitiao.optim import SGD
+
+    params = list(source.fc.parameters())
+    with pytest.raises(ValueError, match=r"SGD: group 0: lr must be (finite|>= 0), got"):
+        SGD(params, lr=lr)
+    with pytest.raises(ValueError, match=r"SGD: group 0: lr must be (finite|>= 0), got"):
+        FineTuner(source, classes=["a", "b"], lr=lr)
+
+
+def test_fewer_than_two_classes_refused(source):
+    with pytest.raises(ValueError, match=r"num_classes must be an int >= 2 \(a classifier "
+                                         r"with one class always predicts it"):
+        FineTuner(source, num_classes=1)
+    with pytest.raises(ValueError, match=r"at least two classes .*got \['cat'\]"):
+        FineTuner(source, classes=["cat"])

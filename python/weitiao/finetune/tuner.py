@@ -602,6 +602,8 @@ class FineTuner:
         if tta not in TTA_VIEWS:
             raise ValueError(f"predict: tta must be None, 'flip' or 'dihedral', got {tta!r}")
         x = batches.prepare_images(images, self.preprocess(train=False))
+        if len(x) == 0:
+            return [], np.zeros((0, len(self.classes)), np.float32)
         with self._evaluating():
             probs = np.concatenate([self._probabilities(x[i:i + batch_size], tta)
                                     for i in range(0, len(x), batch_size)])
@@ -653,8 +655,10 @@ class FineTuner:
 def _class_names(num_classes, classes) -> list[str]:
     if classes is not None:
         names = [str(c) for c in classes]
-        if not names:
-            raise ValueError("FineTuner: classes is empty")
+        if len(names) < 2:
+            raise ValueError(f"FineTuner: classes must name at least two classes (a "
+                             f"classifier with one class always predicts it, at loss 0), "
+                             f"got {names}")
         if len(set(names)) != len(names):
             raise ValueError(f"FineTuner: class names must be unique, got {names}")
         if num_classes is not None and num_classes != len(names):
@@ -663,8 +667,9 @@ def _class_names(num_classes, classes) -> list[str]:
         return names
     if num_classes is None:
         raise ValueError("FineTuner: give num_classes or classes (the target class names)")
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"FineTuner: num_classes must be a positive int, got {num_classes!r}")
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"FineTuner: num_classes must be an int >= 2 (a classifier with one "
+                         f"class always predicts it, at loss 0), got {num_classes!r}")
     return [str(i) for i in range(num_classes)]
 
 
