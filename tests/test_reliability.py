@@ -1,6 +1,8 @@
 """After a failure the state is as documented (docs/reliability.md): a failed training step
 leaves the model exactly as before the batch, bad arguments are refused before anything
 changes, and the messages say what went wrong."""
+import os
+
 import numpy as np
 import pytest
 
@@ -99,3 +101,40 @@ def test_fewer_than_two_classes_refused(source):
         FineTuner(source, num_classes=1)
     with pytest.raises(ValueError, match=r"at least two classes .*got \['cat'\]"):
         FineTuner(source, classes=["cat"])
+
+
+def _png(path):
+    from PIL import Image
+
+    Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(path)
+
+
+def test_image_folder_skips_a_symlink_cycle_with_a_warning(tmp_path):
+    from weitiao.data import ImageFolder
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        _png(tmp_path / name / "1.png")
+    os.symlink("..", tmp_path / "a" / "loop")
+    with pytest.warns(UserWarning, match=r"skipped .*a/loop: it leads back to .* \(a symlink "
+                                         r"cycle\)"):
+        ds = ImageFolder(tmp_path)
+    assert [os.path.relpath(p, tmp_path) for p, _ in ds.samples] == ["a/1.png", "b/1.png"]
+    assert ds.targets == [0, 1]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes need POSIX")
+def test_image_folder_never_opens_a_named_pipe(tmp_path):
+    from weitiao.data import ImageFolder
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        _png(tmp_path / name / "1.png")
+    os.mkfifo(tmp_path / "a" / "x.png")
+    with pytest.warns(UserWarning, match=r"skipped 1 entry\(ies\) that are not regular files, "
+                                         r"without opening them: .*a/x.png"):
+        ds = ImageFolder(tmp_path, on_error="skip")
+    assert len(ds) == 2 and ds.skipped == [str(tmp_path / "a" / "x.png")]
+    with pytest.raises(ValueError, match=r"a/x.png is not a regular file \(a named pipe, "
+                                         r"socket or device\).*on_error='skip'"):
+        ImageFolder(tmp_path)
