@@ -138,3 +138,35 @@ def test_image_folder_never_opens_a_named_pipe(tmp_path):
     with pytest.raises(ValueError, match=r"a/x.png is not a regular file \(a named pipe, "
                                          r"socket or device\).*on_error='skip'"):
         ImageFolder(tmp_path)
+
+
+def test_damaged_fine_tuner_metadata_is_a_checkpoint_error(source, tmp_path):
+    import json
+
+    from weitiao.io import CheckpointError, load_safetensors, save_state_dict
+
+    good = tmp_path / "good.safetensors"
+    FineTuner(source, classes=["a", "b"]).save(good)
+    state, meta = load_safetensors(good)
+    info = json.loads(meta["weitiao"])
+    del info["classes"]
+    cases = {"{not json": r"field 'weitiao' is not valid JSON",
+             json.dumps(info): r"field 'classes' is missing or not a list",
+             json.dumps({**info, "classes": ["a", "b"], "config": {}}): r"field 'config' is "
+                                                                       r"damaged"}
+    for i, (text, message) in enumerate(cases.items()):
+        path = tmp_path / f"bad{i}.safetensors"
+        save_state_dict(state, path, metadata={"weitiao": text})
+        with pytest.raises(CheckpointError, match=rf"FineTuner.load: '{path}': the "
+                                                  rf"metadata {message}"):
+            FineTuner.load(path)
+
+
+def test_load_state_dict_given_a_path_points_to_the_reader(source):
+    model = resnet18(rng=0)
+    before = _copy(model)
+    with pytest.raises(TypeError, match=r"ResNet.load_state_dict: expected a state dict "
+                                        r"\(name -> array\), got the path 'x.safetensors'.*"
+                                        r"weitiao.io.load_state_dict\(path\)"):
+        model.load_state_dict("x.safetensors")
+    _assert_same(model, before)

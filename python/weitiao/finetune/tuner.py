@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from ..data.augment import preset_eval_crop
+from ..io.errors import CheckpointError, describe
 from ..data.loader import class_balanced_weights
 from ..data.splits import stratified_split
 from ..memory import array_cache
@@ -637,10 +638,14 @@ class FineTuner:
         if "weitiao" not in meta:
             raise ValueError(f"FineTuner.load: {path} has no weitiao metadata (was it written "
                              f"by FineTuner.save?)")
-        info = json.loads(meta["weitiao"])
+        info = _saved_metadata(path, meta["weitiao"])
         model = create_model(info["arch"], num_classes=len(info["classes"]), rng=0,
                              **info.get("arch_kwargs", {}))
-        model.config = ModelConfig.from_dict(info["config"])
+        try:
+            model.config = ModelConfig.from_dict(info["config"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"FineTuner.load: {describe(path)}: the metadata field "
+                                  f"'config' is damaged ({type(e).__name__}: {e})") from None
         try:
             model.load_state_dict(state)
         except ValueError as e:
@@ -650,6 +655,25 @@ class FineTuner:
         tuner.model.load_state_dict(state)  # the copy got a fresh head; put the saved one back
         tuner.history = History.from_dict(info.get("history", {}))
         return tuner
+
+
+def _saved_metadata(path, text: str) -> dict:
+    """The JSON metadata of a FineTuner file, or a CheckpointError naming the file and the
+    damaged field."""
+    try:
+        info = json.loads(text)
+    except ValueError as e:
+        raise CheckpointError(f"FineTuner.load: {describe(path)}: the metadata field "
+                              f"'weitiao' is not valid JSON ({e})") from None
+    if not isinstance(info, dict):
+        raise CheckpointError(f"FineTuner.load: {describe(path)}: the metadata field "
+                              f"'weitiao' is not a JSON object")
+    kinds = {"arch": str, "classes": list, "config": dict}
+    for field, kind in kinds.items():
+        if not isinstance(info.get(field), kind):
+            raise CheckpointError(f"FineTuner.load: {describe(path)}: the metadata field "
+                                  f"{field!r} is missing or not a {kind.__name__}")
+    return info
 
 
 def _class_names(num_classes, classes) -> list[str]:
