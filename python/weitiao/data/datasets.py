@@ -212,11 +212,12 @@ class ImageFolder(FileDataset):
             raise FileNotFoundError(f"ImageFolder: no class folders in {self.root}; expected "
                                     f"one sub-folder of images per class")
         self.extensions = tuple(extensions)
-        samples = []
-        empty = []
+        samples, empty, special = [], [], []
         for label, name in enumerate(classes):
             folder = os.path.join(self.root, name)
             found = [path for path in self._walk(folder) if is_image_file(path, self.extensions)]
+            special.extend(path for path in found if not os.path.isfile(path))
+            found = [path for path in found if os.path.isfile(path)]
             if not found:
                 empty.append(folder)
             samples.extend((path, label) for path in found)
@@ -227,15 +228,35 @@ class ImageFolder(FileDataset):
             raise FileNotFoundError(f"ImageFolder: no image files in class folder(s) "
                                     f"{', '.join(empty)}{hint}; supported extensions: "
                                     f"{', '.join(self.extensions)}")
+        if special and on_error == "raise":
+            raise ValueError(f"ImageFolder: {special[0]} is not a regular file (a named pipe, "
+                             f"socket or device); remove it, or pass on_error='skip'")
         super().__init__(samples, classes, transform=transform, on_error=on_error,
                          channels=channels)
+        if special:
+            self.skipped.extend(special)
+            warnings.warn(f"ImageFolder: skipped {len(special)} entry(ies) that are not "
+                          f"regular files, without opening them: {', '.join(special[:3])}",
+                          stacklevel=2)
 
     @staticmethod
     def _walk(folder: str) -> list[str]:
-        paths = []
-        for dirpath, _, fnames in sorted(os.walk(folder, followlinks=True)):
-            paths.extend(os.path.join(dirpath, f) for f in sorted(fnames))
-        return paths
+        """Every file under ``folder``, following links but entering each real folder once:
+        a link to a folder already walked or above ``folder`` (a symlink cycle) is skipped
+        with a warning."""
+        top = os.path.realpath(folder)
+        seen, entries = {top}, []
+        for dirpath, dirnames, fnames in os.walk(folder, followlinks=True):
+            dirnames.sort()
+            for d in list(dirnames):
+                real = os.path.realpath(os.path.join(dirpath, d))
+                if real in seen or os.path.commonpath([real, top]) == real:
+                    dirnames.remove(d)
+                    warnings.warn(f"ImageFolder: skipped {os.path.join(dirpath, d)}: it leads "
+                                  f"back to {real} (a symlink cycle)", stacklevel=3)
+                seen.add(real)
+            entries.append((dirpath, sorted(fnames)))
+        return [os.path.join(d, f) for d, fnames in sorted(entries) for f in fnames]
 
     def _repr_lines(self) -> list[str]:
         return [f"Root location: {self.root}", f"Classes: {len(self.classes)}"]

@@ -11,7 +11,7 @@ import numpy as np
 from .history import History
 
 
-def _generators(model) -> list[np.random.Generator]:
+def generators(model) -> list[np.random.Generator]:
     """The model's random generators (dropout, drop-connect), each once, in module order."""
     seen, gens = set(), []
     for _, module in model.named_modules():
@@ -34,7 +34,7 @@ def save(tuner, path: str | os.PathLike, scheduler=None) -> None:
         "tuner": tuner.metadata(),
         "param_groups": optim["param_groups"],
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "generators": [g.bit_generator.state for g in _generators(tuner.model)],
+        "generators": [g.bit_generator.state for g in generators(tuner.model)],
     }
     save_state_dict(tensors, path, metadata={"weitiao_training": json.dumps(info)})
 
@@ -61,7 +61,7 @@ def load(tuner, path: str | os.PathLike) -> dict | None:
     buffers = {k[len("optim."):]: v for k, v in tensors.items() if k.startswith("optim.")}
     tuner.optimizer.load_state_dict({"momentum_buffers": buffers,
                                      "param_groups": info["param_groups"]})
-    gens = _generators(tuner.model)
+    gens = generators(tuner.model)
     if len(gens) != len(info["generators"]):
         raise ValueError(f"{path}: expected {len(gens)} random generator states, found "
                          f"{len(info['generators'])}")

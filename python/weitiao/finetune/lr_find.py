@@ -65,7 +65,7 @@ def lr_find(tuner, train, *, start_lr: float = 1e-6, end_lr: float = 1.0,
             for g, r in zip(probe.optimizer.param_groups, ratios):
                 g["lr"] = lr * r
             try:
-                loss, _ = probe._step(probe.model(x), y, probe.model.backward)
+                loss, _ = probe._train_step(x, y, probe.model, probe.model.backward)
             except FloatingPointError:
                 step = num_steps
                 break

@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from ..data.augment import preset_eval_crop
+from ..io.errors import CheckpointError, describe
 from ..data.loader import class_balanced_weights
 from ..data.splits import stratified_split
 from ..memory import array_cache
@@ -31,6 +32,7 @@ from ..optim import SGD, CosineAnnealingLR, OneCycleLR, WarmupCosineLR
 from . import batches
 from . import checkpoint as training_checkpoint
 from .freezing import apply_freeze, frozen_paths
+from .guard import BatchGuard, check_finite_input, diverged_error
 from .ema import WeightEMA
 from .evaluation import TTA_VIEWS, Evaluation, log_softmax, tta_views
 from .history import EpochRecord, History
@@ -463,13 +465,23 @@ class FineTuner:
         raise ValueError(f"fit: scheduler must be None, 'cosine', 'onecycle', 'warmup_cosine' "
                          f"or a callable optimizer -> scheduler, got {scheduler!r}")
 
+    def _train_step(self, x: np.ndarray, labels: np.ndarray, forward,
+                    backward) -> tuple[float, int]:
+        """One SGD step on batch ``x``. A non-finite loss leaves the model as it was before
+        the batch and raises: a ValueError if ``x`` holds NaN or Inf, else FloatingPointError."""
+        guard = BatchGuard(self.model)
+        try:
+            return self._step(forward(x), labels, backward)
+        except FloatingPointError:
+            guard.restore()
+            check_finite_input(x)
+            raise
+
     def _step(self, logits: np.ndarray, labels: np.ndarray, backward) -> tuple[float, int]:
         targets = labels if self.soft_targets is None else self.soft_targets[labels]
         loss = self.loss_fn(logits, targets)
         if not math.isfinite(loss):
-            raise FloatingPointError(
-                f"the loss became {loss} (learning rate {self.optimizer.param_groups[-1]['lr']:g}"
-                f" too high?); the model was not updated with this batch")
+            raise diverged_error(loss, self.optimizer.param_groups)
         self.optimizer.zero_grad()
         backward(self.loss_fn.backward())
         self.optimizer.step()
@@ -487,7 +499,7 @@ class FineTuner:
         interrupted = False
         try:
             for x, y in bar:
-                loss, right = self._step(forward(x), y, backward)
+                loss, right = self._train_step(x, y, forward, backward)
                 if self._ema is not None:
                     self._ema.update()
                 if sched is not None and per_batch:
@@ -591,6 +603,8 @@ class FineTuner:
         if tta not in TTA_VIEWS:
             raise ValueError(f"predict: tta must be None, 'flip' or 'dihedral', got {tta!r}")
         x = batches.prepare_images(images, self.preprocess(train=False))
+        if len(x) == 0:
+            return [], np.zeros((0, len(self.classes)), np.float32)
         with self._evaluating():
             probs = np.concatenate([self._probabilities(x[i:i + batch_size], tta)
                                     for i in range(0, len(x), batch_size)])
@@ -624,10 +638,14 @@ class FineTuner:
         if "weitiao" not in meta:
             raise ValueError(f"FineTuner.load: {path} has no weitiao metadata (was it written "
                              f"by FineTuner.save?)")
-        info = json.loads(meta["weitiao"])
+        info = _saved_metadata(path, meta["weitiao"])
         model = create_model(info["arch"], num_classes=len(info["classes"]), rng=0,
                              **info.get("arch_kwargs", {}))
-        model.config = ModelConfig.from_dict(info["config"])
+        try:
+            model.config = ModelConfig.from_dict(info["config"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"FineTuner.load: {describe(path)}: the metadata field "
+                                  f"'config' is damaged ({type(e).__name__}: {e})") from None
         try:
             model.load_state_dict(state)
         except ValueError as e:
@@ -639,11 +657,32 @@ class FineTuner:
         return tuner
 
 
+def _saved_metadata(path, text: str) -> dict:
+    """The JSON metadata of a FineTuner file, or a CheckpointError naming the file and the
+    damaged field."""
+    try:
+        info = json.loads(text)
+    except ValueError as e:
+        raise CheckpointError(f"FineTuner.load: {describe(path)}: the metadata field "
+                              f"'weitiao' is not valid JSON ({e})") from None
+    if not isinstance(info, dict):
+        raise CheckpointError(f"FineTuner.load: {describe(path)}: the metadata field "
+                              f"'weitiao' is not a JSON object")
+    kinds = {"arch": str, "classes": list, "config": dict}
+    for field, kind in kinds.items():
+        if not isinstance(info.get(field), kind):
+            raise CheckpointError(f"FineTuner.load: {describe(path)}: the metadata field "
+                                  f"{field!r} is missing or not a {kind.__name__}")
+    return info
+
+
 def _class_names(num_classes, classes) -> list[str]:
     if classes is not None:
         names = [str(c) for c in classes]
-        if not names:
-            raise ValueError("FineTuner: classes is empty")
+        if len(names) < 2:
+            raise ValueError(f"FineTuner: classes must name at least two classes (a "
+                             f"classifier with one class always predicts it, at loss 0), "
+                             f"got {names}")
         if len(set(names)) != len(names):
             raise ValueError(f"FineTuner: class names must be unique, got {names}")
         if num_classes is not None and num_classes != len(names):
@@ -652,8 +691,9 @@ def _class_names(num_classes, classes) -> list[str]:
         return names
     if num_classes is None:
         raise ValueError("FineTuner: give num_classes or classes (the target class names)")
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"FineTuner: num_classes must be a positive int, got {num_classes!r}")
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ValueError(f"FineTuner: num_classes must be an int >= 2 (a classifier with one "
+                         f"class always predicts it, at loss 0), got {num_classes!r}")
     return [str(i) for i in range(num_classes)]
 
 

@@ -1,6 +1,8 @@
 """Linear, Flatten, Dropout and Identity."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import _C
@@ -58,7 +60,7 @@ class Flatten(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._shape = x.shape if self.keeps_activations else None
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(x.shape[0], math.prod(x.shape[1:]))
 
     def backward(self, grad_out: np.ndarray):
         self._check_saved(self._shape)

@@ -9,6 +9,7 @@ backward stops below the lowest trainable layer.
 """
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from typing import Iterator
@@ -222,6 +223,10 @@ class Module:
         is an error; otherwise they are returned as ``(missing, unexpected)``. Nothing is
         changed unless every check passes.
         """
+        if isinstance(state, (str, bytes, os.PathLike)):
+            raise TypeError(f"{type(self).__name__}.load_state_dict: expected a state dict "
+                            f"(name -> array), got the path {state!r}; read the file first: "
+                            f"model.load_state_dict(weitiao.io.load_state_dict(path))")
         own = self.state_dict()
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]

@@ -1,6 +1,7 @@
 """SGD with parameter groups, torch.optim.SGD's semantics, one C call per tensor."""
 from __future__ import annotations
 
+import math
 from typing import Iterable
 
 import numpy as np
@@ -59,6 +60,8 @@ class SGD:
         for key in ("lr", "momentum", "weight_decay"):
             if not group[key] >= 0.0:
                 raise ValueError(f"SGD: group {i}: {key} must be >= 0, got {group[key]}")
+            if group[key] == math.inf:
+                raise ValueError(f"SGD: group {i}: {key} must be finite, got {group[key]}")
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError(f"SGD: group {i}: Nesterov momentum requires a momentum > 0 and "
                              f"zero dampening")

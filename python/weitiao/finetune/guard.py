@@ -1,0 +1,50 @@
+"""A training step whose loss is not finite leaves the model as it was before the batch.
+
+The forward pass of a training step already moves the BatchNorm running statistics and the
+dropout generators, so both are saved before it (a few small arrays) and put back when the
+loss comes out NaN or Inf; the parameters and momentum buffers are untouched because the
+optimizer has not stepped yet. The error then says why: non-finite input, or divergence.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .checkpoint import generators
+
+
+class BatchGuard:
+    """The model's buffers and random generators as they were when it was built.
+
+    >>> guard = BatchGuard(model)  # doctest: +SKIP
+    >>> logits = model(x)  # doctest: +SKIP
+    >>> guard.restore()  # the running statistics as before model(x)  # doctest: +SKIP
+    """
+
+    def __init__(self, model):
+        self._buffers = [(b, b.copy()) for _, b in model.named_buffers()]
+        self._generators = [(g, g.bit_generator.state) for g in generators(model)]
+
+    def restore(self) -> None:
+        for buf, saved in self._buffers:
+            np.copyto(buf, saved)
+        for gen, state in self._generators:
+            gen.bit_generator.state = state
+
+
+_KEPT = "the model was left as it was before this batch (BatchNorm statistics included)"
+
+
+def check_finite_input(x: np.ndarray) -> None:
+    """Raise a ValueError naming the images of batch ``x`` that hold NaN or Inf, if any."""
+    bad = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
+    if bad.size:
+        raise ValueError(f"fit: non-finite input: images {bad.tolist()} of this batch (of "
+                         f"{len(x)}) hold NaN or Inf, so the loss is not finite; {_KEPT}; "
+                         f"check those files or the transform") from None
+
+
+def diverged_error(loss: float, param_groups: list[dict]) -> FloatingPointError:
+    """The error for a finite batch whose loss came out ``loss`` (NaN or Inf)."""
+    lrs = ", ".join(f"{g.get('name', i)} {g['lr']:g}" for i, g in enumerate(param_groups))
+    return FloatingPointError(f"fit: training diverged: the loss became {loss} at learning "
+                              f"rates {lrs}; {_KEPT}; try a lower learning rate (lr)")
