@@ -1,6 +1,7 @@
 """The demo end to end at a toy size: every arm and metric reported, JSON and figures
 written, and the numbers consistent with each other."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -49,8 +50,9 @@ def test_by_type_splits_the_test_cells():
 
 
 @pytest.mark.parametrize("cells", ["4", "999999"])
-def test_demo_refuses_cells_out_of_range(cells):
+def test_demo_refuses_cells_out_of_range(cells, tmp_path, capsys):
     from weitiao.cli import main
 
-    with pytest.raises(ValueError, match=r"demo: cells must be between 8 and \d+, got " + cells):
-        main(["demo", "--quick", "--cells", cells])
+    assert main(["demo", "--quick", "--cells", cells, "--out", str(tmp_path)]) == 1
+    assert re.fullmatch(r"error: demo: cells must be between 8 and \d+, got " + cells + "\n",
+                        capsys.readouterr().err)

@@ -114,15 +114,16 @@ def test_cli_finetune_then_predict(tmp_path, capsys):
     assert line.startswith(image) and line.split("\t")[1] in ("blue", "red")
 
 
-def test_cli_rejects_mismatched_val_classes(tmp_path):
+def test_cli_rejects_mismatched_val_classes(tmp_path, capsys):
     for folder, names in (("a", ("x", "y")), ("b", ("x", "z"))):
         for n in names:
             os.makedirs(tmp_path / folder / n)
             Image.new("RGB", (8, 8)).save(tmp_path / folder / n / "0.png")
     save_state_dict(resnet18(rng=0).state_dict(), tmp_path / "r.safetensors")
-    with pytest.raises(SystemExit, match="--val classes"):
-        main(["finetune", "--weights", str(tmp_path / "r.safetensors"), "--data",
-              str(tmp_path / "a"), "--val", str(tmp_path / "b")])
+    assert main(["finetune", "--weights", str(tmp_path / "r.safetensors"), "--data",
+                 str(tmp_path / "a"), "--val", str(tmp_path / "b"), "--out",
+                 str(tmp_path / "m.safetensors")]) == 1
+    assert capsys.readouterr().err.startswith("error: --val classes ['x', 'z'] differ")
 
 
 @pytest.mark.parametrize("arch, package", [

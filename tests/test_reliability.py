@@ -170,3 +170,81 @@ def test_load_state_dict_given_a_path_points_to_the_reader(source):
                                         r"weitiao.io.load_state_dict\(path\)"):
         model.load_state_dict("x.safetensors")
     _assert_same(model, before)
+
+
+def test_fit_checks_the_checkpoint_folder_before_the_first_epoch(source, tmp_path):
+    x, y = _arrays()
+    tuner = FineTuner(source, num_classes=2, seed=0)
+    before = _copy(tuner.model)
+    target = tmp_path / "missing" / "run.safetensors"
+    with pytest.raises(FileNotFoundError, match=rf"cannot write {target}: the folder "
+                                                rf"{target.parent} does not exist"):
+        tuner.fit((x, y), 1, batch_size=8, checkpoint=target, verbose=False)
+    assert len(tuner.history) == 0
+    _assert_same(tuner.model, before)
+
+
+def test_a_failed_save_names_the_target_not_the_temporary_file(source, tmp_path,
+                                                              monkeypatch):
+    import tempfile
+
+    from weitiao.io import atomic_write
+
+    target = tmp_path / "gone" / "model.safetensors"
+    with pytest.raises(FileNotFoundError, match=rf"^cannot write {target}: the folder"):
+        FineTuner(source, num_classes=2).save(target)
+
+    def refuse(prefix, suffix, dir):  # what a read-only folder does (even to root on NFS)
+        raise PermissionError(13, "Permission denied", os.path.join(dir, prefix + "x" + suffix))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(PermissionError, match=r"cannot write .*/m.bin: Permission denied") \
+            as info:
+        with atomic_write(tmp_path / "m.bin"):
+            pass
+    assert ".tmp" not in str(info.value)
+    assert os.listdir(tmp_path) == []
+
+
+def test_loading_a_file_never_fetches_weights(source, tmp_path, monkeypatch):
+    """A FineTuner file whose metadata asks for pretrained weights is refused, and loading
+    a good one opens no socket."""
+    import json
+    import socket
+
+    from weitiao.io import CheckpointError, load_safetensors, save_state_dict
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("FineTuner.load touched the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    good = tmp_path / "good.safetensors"
+    FineTuner(source, classes=["a", "b"]).save(good)
+    assert FineTuner.load(good).classes == ["a", "b"]
+    state, meta = load_safetensors(good)
+    info = json.loads(meta["weitiao"])
+    for extra in ({"weights": "DEFAULT"}, {"num_classes": 5}, ["dropout"]):
+        bad = tmp_path / "asks.safetensors"
+        save_state_dict(state, bad, metadata={"weitiao": json.dumps({**info,
+                                                                     "arch_kwargs": extra})})
+        with pytest.raises(CheckpointError, match=r"field 'arch_kwargs' must be an object of "
+                                                  r"architecture options, without 'weights'"):
+            FineTuner.load(bad)
+    save_state_dict(state, bad, metadata={"weitiao": json.dumps({**info, "arch": "vgg19"})})
+    with pytest.raises(CheckpointError, match=r"field 'arch' names an unknown architecture "
+                                              r"'vgg19'"):
+        FineTuner.load(bad)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes need POSIX")
+def test_a_file_dataset_never_opens_a_named_pipe(tmp_path):
+    from weitiao.data import FileDataset
+    from weitiao.data.image_files import ImageReadError, verify_image
+
+    os.mkfifo(tmp_path / "x.png")
+    ds = FileDataset([(str(tmp_path / "x.png"), 0)], ["a"])
+    with pytest.raises(ImageReadError, match=r"x.png: OSError: not a regular file \(a named "
+                                             r"pipe"):
+        ds[0]
+    assert "not a regular file" in verify_image(str(tmp_path / "x.png"))

@@ -1,20 +1,74 @@
-"""Command line: `python -m weitiao demo`, and the commands later issues add."""
+"""Command line: `python -m weitiao demo | finetune | predict | pretrain`.
+
+Every failure after parsing is one line on stderr, ``error: ...``, and exit status 1 (2 for
+what argparse refuses, 130 for Ctrl-C); ``WEITIAO_TRACEBACK=1`` shows the traceback instead.
+Paths are checked before any weights are loaded or any epoch is trained.
+"""
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+
+# What a user's input can cause; anything else is a bug in weitiao and says so.
+_USER_ERRORS = (OSError, ValueError, ImportError, ArithmeticError)
+
+
+def _at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+    return parse
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1) (0: no split), got {value}")
+    return value
+
+
+def _folder(path: str, flag: str) -> str:
+    if not os.path.isdir(path):
+        what = "is not a folder" if os.path.exists(path) else "does not exist"
+        raise FileNotFoundError(f"{flag} {path} {what}; expected a folder with one "
+                                f"sub-folder of images per class")
+    return path
+
+
+def _file(path: str, flag: str) -> str:
+    if not os.path.isfile(path):
+        what = "is not a file" if os.path.exists(path) else "does not exist"
+        raise FileNotFoundError(f"{flag} {path} {what}")
+    return path
 
 
 def _demo(args) -> int:
     """Fine-tune vs scratch vs linear probe on the elpv solar-cell images."""
     from .demo import run
 
-    try:
-        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
-        run(args.preset, seed=args.seed, out=args.out, num_workers=args.workers,
-            epochs=args.epochs, image_size=args.image_size, seeds=seeds, json_path=args.json,
-            cells=args.cells)
-    except ImportError as e:
-        raise SystemExit(f"error: {e}") from None
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    run(args.preset, seed=args.seed, out=args.out, num_workers=args.workers,
+        epochs=args.epochs, image_size=args.image_size, seeds=seeds, json_path=args.json,
+        cells=args.cells)
     return 0
 
 
@@ -32,8 +86,17 @@ def _finetune(args) -> int:
     """Fine-tune a pretrained model on an image folder and save it."""
     from .data import ImageFolder, stratified_split
     from .finetune import FineTuner
+    from .io import check_writable
     from .models import create_model
 
+    _folder(args.data, "--data")
+    if args.val:
+        _folder(args.val, "--val")
+    if not args.out.endswith(".safetensors"):
+        raise ValueError(f"--out must be a .safetensors path, got {args.out}")
+    check_writable(args.out)
+    if args.weights is not None and os.path.splitext(args.weights)[1]:
+        _file(args.weights, "--weights")
     weights = args.weights
     if weights is None:  # the ImageNet weights a package ships, else torchvision's by name
         shipped = args.model.startswith("efficientnet") or args.model == "mobilenet_v2"
@@ -43,7 +106,7 @@ def _finetune(args) -> int:
     if args.val:
         val = ImageFolder(args.val, on_error=args.on_error)
         if val.classes != train.classes:
-            raise SystemExit(f"error: --val classes {val.classes} differ from --data classes "
+            raise ValueError(f"--val classes {val.classes} differ from --data classes "
                              f"{train.classes}")
     elif args.val_split > 0:
         train, val = stratified_split(train, [1 - args.val_split, args.val_split],
@@ -70,7 +133,9 @@ def _predict(args) -> int:
     """Classify images with a model saved by `finetune`."""
     from .finetune import FineTuner
 
-    tuner = FineTuner.load(args.model)
+    tuner = FineTuner.load(_file(args.model, "--model"))
+    for path in args.images:
+        _file(path, "image")
     names, probs = tuner.predict(args.images)
     for path, name, p in zip(args.images, names, probs):
         print(f"{path}\t{name}\t{p.max():.4f}")
@@ -101,14 +166,14 @@ def main(argv: list[str] | None = None) -> int:
                       help="12 epochs at 128 px for seeds 0, 1 and 2, mean and spread "
                            "(under an hour on 2 cores)")
     demo.set_defaults(preset="default")
-    demo.add_argument("--epochs", type=int, default=None, help="override the preset")
-    demo.add_argument("--image-size", type=int, default=None, help="override the preset")
+    demo.add_argument("--epochs", type=_at_least(1), default=None, help="override the preset")
+    demo.add_argument("--image-size", type=_at_least(1), default=None, help="override the preset")
     demo.add_argument("--seed", type=int, default=None, help="one seed (default: the preset's)")
     demo.add_argument("--seeds", default=None, help="several seeds, e.g. 0,1,2")
     demo.add_argument("--json", default=None, metavar="PATH", help="write the results as JSON")
-    demo.add_argument("--cells", type=int, default=None,
+    demo.add_argument("--cells", type=_at_least(1), default=None,
                       help="a stratified subset of this many cells (a smoke run)")
-    demo.add_argument("--workers", type=int, default=2)
+    demo.add_argument("--workers", type=_at_least(0), default=2)
     demo.add_argument("--out", default="weitiao-demo", help="folder for curves and model")
     demo.set_defaults(run=_demo)
 
@@ -122,16 +187,16 @@ def main(argv: list[str] | None = None) -> int:
                                       "them, see docs/models.md)")
     ft.add_argument("--data", required=True, help="folder with one sub-folder per class")
     ft.add_argument("--val", help="validation folder with the same classes")
-    ft.add_argument("--val-split", type=float, default=0.0,
+    ft.add_argument("--val-split", type=_fraction, default=0.0,
                     help="hold out this fraction of --data (stratified) when no --val")
-    ft.add_argument("--epochs", type=int, default=5)
-    ft.add_argument("--lr", type=float, default=None, help="body learning rate (1e-2)")
-    ft.add_argument("--head-lr-mult", type=float, default=None, help="head lr factor (10)")
+    ft.add_argument("--epochs", type=_at_least(1), default=5)
+    ft.add_argument("--lr", type=_positive, default=None, help="body learning rate (1e-2)")
+    ft.add_argument("--head-lr-mult", type=_positive, default=None, help="head lr factor (10)")
     ft.add_argument("--freeze", default=None, help="stage name, number of stages, "
                     "comma-separated names, or 'backbone'")
-    ft.add_argument("--batch-size", type=int, default=32)
-    ft.add_argument("--image-size", type=int, default=None)
-    ft.add_argument("--workers", type=int, default=2)
+    ft.add_argument("--batch-size", type=_at_least(1), default=32)
+    ft.add_argument("--image-size", type=_at_least(1), default=None)
+    ft.add_argument("--workers", type=_at_least(0), default=2)
     ft.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                     help="what to do with unreadable images")
     ft.add_argument("--seed", type=int, default=0)
@@ -148,18 +213,31 @@ def main(argv: list[str] | None = None) -> int:
     pt.add_argument("--dataset", choices=("fashion-mnist",), default="fashion-mnist")
     pt.add_argument("--classes", default="0,1,2,3,4",
                     help="source classes: indices 0-9 or names, comma-separated")
-    pt.add_argument("--epochs", type=int, default=3)
+    pt.add_argument("--epochs", type=_at_least(1), default=3)
     pt.add_argument("--out", default="resnet_small_fmnist5.safetensors")
     pt.add_argument("--seed", type=int, default=0)
     pt.add_argument("--root", default=None, help="folder with the Fashion-MNIST IDX files "
                     "(default /usr/share/datasets/fashion-mnist)")
-    pt.add_argument("--per-class", type=int, default=None,
+    pt.add_argument("--per-class", type=_at_least(1), default=None,
                     help="train on this many images per class (default: all)")
-    pt.add_argument("--batch-size", type=int, default=128)
-    pt.add_argument("--lr", type=float, default=0.05, help="peak one-cycle learning rate")
+    pt.add_argument("--batch-size", type=_at_least(1), default=128)
+    pt.add_argument("--lr", type=_positive, default=0.05, help="peak one-cycle learning rate")
     pt.add_argument("--layers", default="1,1,1", help="BasicBlocks per stage")
-    pt.add_argument("--workers", type=int, default=2)
+    pt.add_argument("--workers", type=_at_least(0), default=2)
     pt.set_defaults(run=_pretrain)
 
     args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if os.environ.get("WEITIAO_TRACEBACK"):
+            raise
+        text = " ".join(str(e).split()) or type(e).__name__
+        if not isinstance(e, _USER_ERRORS):
+            text = (f"{type(e).__name__}: {text} (a bug in weitiao; WEITIAO_TRACEBACK=1 "
+                    f"shows where)")
+        print(f"error: {text}", file=sys.stderr)
+        return 1

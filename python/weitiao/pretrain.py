@@ -153,9 +153,11 @@ def pretrain(classes: Sequence[int] = (0, 1, 2, 3, 4), epochs: int = 3,
     Ctrl-C writes no file (the last history record is marked ``interrupted``).
     """
     from .finetune import FineTuner
-    from .io import save_state_dict
+    from .io import check_writable, save_state_dict
 
     classes = parse_classes(classes)
+    if out is not None:
+        check_writable(out)
     names = [FASHION_MNIST_CLASSES[c] for c in classes]
     config = fashion_mnist_config(
         names, source=f"Fashion-MNIST classes {','.join(str(c) for c in classes)}")

@@ -6,6 +6,9 @@ True
 """
 from __future__ import annotations
 
+import os
+import stat
+
 from PIL import Image, UnidentifiedImageError
 
 from .functional import convert_mode
@@ -72,6 +75,7 @@ def load_image(path: str, channels: str | None = "RGB") -> Image.Image:
     weitiao.data.image_files.ImageReadError: cannot read image missing.png: ...
     """
     try:
+        _refuse_special(path)
         with open(path, "rb") as f:
             img = Image.open(f)
             _refuse_bomb(img)
@@ -92,12 +96,20 @@ def verify_image(path: str) -> str | None:
     True
     """
     try:
+        _refuse_special(path)
         with Image.open(path) as img:
             _refuse_bomb(img)
             img.verify()
     except Exception as e:  # Pillow raises many kinds for broken files
         return _reason(e)
     return None
+
+
+def _refuse_special(path: str) -> None:
+    """Refuse a named pipe, socket or device before opening it: reading a pipe nobody
+    writes to blocks forever."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise OSError("not a regular file (a named pipe, socket or device)")
 
 
 def _refuse_bomb(img: Image.Image) -> None:

@@ -19,11 +19,12 @@ import time
 import numpy as np
 
 from ..data.augment import preset_eval_crop
-from ..io.errors import CheckpointError, describe
 from ..data.loader import class_balanced_weights
 from ..data.splits import stratified_split
+from ..io.atomic import check_writable
+from ..io.errors import CheckpointError, describe
 from ..memory import array_cache
-from ..models import create_model
+from ..models import ARCHITECTURES, create_model
 from ..models.base import Classifier
 from ..models.config import ModelConfig
 from ..nn.loss import CrossEntropyLoss
@@ -31,10 +32,10 @@ from ..nn.norm import BatchNorm2d
 from ..optim import SGD, CosineAnnealingLR, OneCycleLR, WarmupCosineLR
 from . import batches
 from . import checkpoint as training_checkpoint
-from .freezing import apply_freeze, frozen_paths
-from .guard import BatchGuard, check_finite_input, diverged_error
 from .ema import WeightEMA
+from .freezing import apply_freeze, frozen_paths
 from .evaluation import TTA_VIEWS, Evaluation, log_softmax, tta_views
+from .guard import BatchGuard, check_finite_input, diverged_error
 from .history import EpochRecord, History
 from .interrupt import StopOnInterrupt
 from .label_map import ReuseReport, auto_mapping, copy_rows, resolve_mapping
@@ -70,9 +71,9 @@ class FineTuner:
     "standard"). The default, "light" (the whole image, small affine changes, a flip), beat
     "standard" on small targets (docs/experiments.md, experiment 5). Evaluation and
     prediction use the matching pipeline: the whole image resized after "none", "light"
-    and "dihedral", resize and centre crop otherwise; ``eval_crop`` (True or False) overrides that. ``class_weight``
-    ("balanced": n / (K * n_class), as scikit-learn; or a dict class name or index ->
-    weight, others 1) weighs the training loss by the true class. ``soft_targets``, a
+    and "dihedral", resize and centre crop otherwise; ``eval_crop`` (True or False)
+    overrides that. ``class_weight`` ("balanced": n / (K * n_class), as scikit-learn; or a
+    dict class name or index -> weight, others 1) weighs the training loss by the true class. ``soft_targets``, a
     (K, K) array whose row k is a probability distribution, trains label k towards row k
     instead of one-hot (soft cross-entropy): ordinal labels such as elpv's defect
     probabilities can share mass with their neighbours, e.g. row 1 = [0.15, 0.7, 0.15, 0].
@@ -287,8 +288,11 @@ class FineTuner:
             raise ValueError(f"fit: epochs must be >= 1, got {epochs}")
         if resume and checkpoint is None:
             raise ValueError("fit(resume=True) needs checkpoint=PATH")
-        if checkpoint is not None and not str(checkpoint).endswith(".safetensors"):
-            raise ValueError(f"fit: checkpoint must be a .safetensors path, got {checkpoint}")
+        if checkpoint is not None:
+            if not str(checkpoint).endswith(".safetensors"):
+                raise ValueError(f"fit: checkpoint must be a .safetensors path, got "
+                                 f"{checkpoint}")
+            check_writable(checkpoint)
         if isinstance(head_epochs, bool) or not isinstance(head_epochs, int) or head_epochs < 0:
             raise ValueError(f"fit: head_epochs must be an int >= 0, got {head_epochs!r}")
         sched_state, total_epochs = None, epochs
@@ -639,8 +643,13 @@ class FineTuner:
             raise ValueError(f"FineTuner.load: {path} has no weitiao metadata (was it written "
                              f"by FineTuner.save?)")
         info = _saved_metadata(path, meta["weitiao"])
-        model = create_model(info["arch"], num_classes=len(info["classes"]), rng=0,
-                             **info.get("arch_kwargs", {}))
+        try:
+            model = create_model(info["arch"], num_classes=len(info["classes"]), rng=0,
+                                 **info.get("arch_kwargs", {}))
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"FineTuner.load: {describe(path)}: the metadata fields "
+                                  f"'arch', 'classes' or 'arch_kwargs' are damaged "
+                                  f"({type(e).__name__}: {e})") from None
         try:
             model.config = ModelConfig.from_dict(info["config"])
         except (KeyError, TypeError, ValueError) as e:
@@ -673,6 +682,15 @@ def _saved_metadata(path, text: str) -> dict:
         if not isinstance(info.get(field), kind):
             raise CheckpointError(f"FineTuner.load: {describe(path)}: the metadata field "
                                   f"{field!r} is missing or not a {kind.__name__}")
+    if info["arch"] not in ARCHITECTURES:
+        raise CheckpointError(f"FineTuner.load: {describe(path)}: the metadata field 'arch' "
+                              f"names an unknown architecture {info['arch']!r}")
+    arch_kwargs = info.get("arch_kwargs", {})
+    if not isinstance(arch_kwargs, dict) or {"weights", "num_classes", "rng"} & set(arch_kwargs):
+        raise CheckpointError(f"FineTuner.load: {describe(path)}: the metadata field "
+                              f"'arch_kwargs' must be an object of architecture options, "
+                              f"without 'weights', 'num_classes' or 'rng' (loading a file "
+                              f"never fetches weights), got {arch_kwargs!r}")
     return info
 
 

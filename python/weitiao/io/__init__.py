@@ -12,6 +12,7 @@ Writing (atomic: a crash mid-save leaves the old file intact):
     save_safetensors(tensors, path, metadata=None)
     save_npz(tensors, path)
     atomic_write(path)      the context manager all of them write through
+    check_writable(path)    raise, naming path, if a file cannot be written there
 Errors: CheckpointError (a ValueError) names the file and what was wrong with it.
 
 >>> import numpy as np, os, tempfile
@@ -20,7 +21,7 @@ Errors: CheckpointError (a ValueError) names the file and what was wrong with it
 >>> list(load_state_dict(path))
 ['fc.bias']
 """
-from .atomic import atomic_write
+from .atomic import atomic_write, check_writable
 from .errors import CheckpointError
 from .npz import load_npz, save_npz
 from .pth import load_pth
@@ -30,6 +31,7 @@ from .state_dict import detect_format, load_state_dict, save_state_dict
 __all__ = [
     "CheckpointError",
     "atomic_write",
+    "check_writable",
     "detect_format",
     "load_npz",
     "load_pth",

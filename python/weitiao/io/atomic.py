@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import IO
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "check_writable"]
 
 
 def _default_mode() -> int:
@@ -46,6 +46,26 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
+def check_writable(path: str | os.PathLike[str]) -> str:
+    """Raise an OSError naming ``path`` unless a file can be written there; return its
+    absolute path. Called before a long job, so a missing output folder is found before
+    the work that would be saved there, not after it.
+
+    >>> check_writable("/no/m.safetensors")
+    Traceback (most recent call last):
+    FileNotFoundError: cannot write /no/m.safetensors: the folder /no does not exist
+    """
+    target = os.path.abspath(os.fspath(path))
+    directory = os.path.dirname(target)
+    if os.path.isdir(target):
+        raise IsADirectoryError(f"cannot write {target}: it is a folder; give a file name")
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"cannot write {target}: the folder {directory} does not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise PermissionError(f"cannot write {target}: the folder {directory} is not writable")
+    return target
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file that replaces ``path`` when the ``with`` block succeeds.
@@ -69,14 +89,17 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO]
     """
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_write mode must be 'wb' or 'w', got {mode!r}")
-    target = os.path.abspath(os.fspath(path))
+    target = check_writable(path)
     directory, name = os.path.split(target)
     try:
         file_mode = os.stat(target).st_mode & 0o7777
     except FileNotFoundError:
         file_mode = _default_mode()
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    except OSError as e:
+        raise type(e)(e.errno, f"cannot write {target}: {e.strerror}") from None
     try:
         if mode == "w":
             handle: IO = os.fdopen(fd, "w", encoding="utf-8")
