@@ -82,3 +82,13 @@ def photo(h, w, mode="RGB", seed=0):
     if mode == "P":
         return img.convert("P")
     return img.convert(mode) if img.mode != mode else img
+
+
+def small_resnet18(size: int = 32):
+    """A 'pretrained' ResNet-18 for FineTuner tests: random weights (rng 1), ImageNet's class
+    names, and a config that takes ``size`` x ``size`` inputs."""
+    from weitiao.models import resnet18
+
+    model = resnet18(rng=1)
+    model.config = model.config.resized(size)
+    return model

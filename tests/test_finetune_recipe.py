@@ -3,19 +3,17 @@ class weights, the balanced sampler, held-out validation fractions, warmup + cos
 early stopping with the best epoch restored, and test-time augmentation."""
 import numpy as np
 import pytest
+from conftest import small_resnet18
 
 from weitiao.data import ArrayDataset, DataLoader, class_balanced_weights
 from weitiao.data.transforms import CenterCrop
 from weitiao.finetune import FineTuner
-from weitiao.models import resnet18
 from weitiao.optim import SGD, WarmupCosineLR
 
 
 @pytest.fixture(scope="module")
 def source():
-    model = resnet18(rng=1)
-    model.config = model.config.resized(16)
-    return model
+    return small_resnet18(16)
 
 
 def imbalanced(n=24, size=16, seed=0):

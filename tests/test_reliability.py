@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import small_resnet18
 
 from weitiao.data import ArrayDataset
 from weitiao.finetune import FineTuner
@@ -13,10 +14,7 @@ from weitiao.models import resnet18
 
 @pytest.fixture(scope="module")
 def source():
-    """A 'pretrained' ResNet-18 (random weights) that takes 32x32 inputs."""
-    model = resnet18(rng=1)
-    model.config = model.config.resized(32)
-    return model
+    return small_resnet18(32)
 
 
 def _arrays(n=16, size=32, seed=0):

@@ -26,24 +26,21 @@ def _at_least(low: int):
     return parse
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {value}")
-    return value
+def _number(check, what: str):
+    """An argparse type: a float for which ``check`` holds, else the error "must be WHAT"."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not check(value):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {value:g}")
+        return value
+    return parse
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1) (0: no split), got {value}")
-    return value
+_positive = _number(lambda v: 0.0 < v < float("inf"), "a finite number > 0")
+_fraction = _number(lambda v: 0.0 <= v < 1.0, "in [0, 1) (0: no split)")
 
 
 def _folder(path: str, flag: str) -> str:
