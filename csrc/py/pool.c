@@ -63,6 +63,18 @@ static int pool_forward_setup(PyArrayObject **x, PyArrayObject **y, pool2d_shape
     return check_size(yd, 4, fn, "the output") < 0 || !(*y = new_f32(4, yd)) ? -1 : 0;
 }
 
+/* What the backward entry points given an input_shape share: grad_out checked against
+ * the output shape yd, and the zeroed gradient dx of input shape xd allocated. 0, or -1
+ * with an exception set. */
+static int pool_grad_in(PyArrayObject **dx, PyArrayObject *dy, const npy_intp yd[4],
+                        const npy_intp xd[4], const char *fn) {
+    if (expect_shape(dy, fn, "grad_out", 4, yd) < 0 || check_size(xd, 4, fn, "grad_in") < 0 ||
+        !(*dx = zeros_f32(4, xd))) {
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *py_max_pool2d_forward(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
     static const char *fn = "max_pool2d_forward";
     static char *kwlist[] = {"x", "kernel_size", "stride", "padding", "dilation", "ceil_mode",
@@ -168,8 +180,7 @@ static PyObject *py_avg_pool2d_backward(PyObject *Py_UNUSED(self), PyObject *arg
         goto cleanup;
     }
     npy_intp yd[4] = {s.n, s.c, s.oh, s.ow};
-    if (expect_shape(dy, fn, "grad_out", 4, yd) < 0 || check_size(xd, 4, fn, "grad_in") < 0 ||
-        !(dx = zeros_f32(4, xd))) {
+    if (pool_grad_in(&dx, dy, yd, xd, fn) < 0) {
         goto cleanup;
     }
     wt_status status;
@@ -217,8 +228,7 @@ static PyObject *py_global_avg_pool2d_backward(PyObject *Py_UNUSED(self), PyObje
         goto cleanup;
     }
     npy_intp yd[4] = {xd[0], xd[1], 1, 1};
-    if (expect_shape(dy, fn, "grad_out", 4, yd) < 0 || check_size(xd, 4, fn, "grad_in") < 0 ||
-        !(dx = zeros_f32(4, xd))) {
+    if (pool_grad_in(&dx, dy, yd, xd, fn) < 0) {
         goto cleanup;
     }
     wt_status status;
