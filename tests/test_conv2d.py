@@ -353,3 +353,24 @@ def test_set_winograd_takes_only_a_bool(bad):
     with pytest.raises(TypeError, match="set_winograd: expected True or False"):
         weitiao.set_winograd(bad)
     assert weitiao.get_winograd() is True
+
+
+def test_layer_plan_follows_the_input_shape_and_the_hyperparameters():
+    """Conv2d derives its C arguments once per input shape; a new shape (which moves "same"
+    padding) or a changed hyperparameter gives a new plan, never a stale one."""
+    from weitiao.nn import Conv2d
+    from weitiao.nn.conv import same_padding
+
+    rng = np.random.default_rng(0)
+    conv = Conv2d(3, 4, 3, stride=2, padding="same", rng=0)
+    for size in (9, 8, 9):
+        x = rng.standard_normal((1, 3, size, size), dtype=np.float32)
+        pad = same_padding(size, 3, 2, 1) * 2
+        expected = _C.conv2d_forward(x, conv.weight.data, conv.bias.data, stride=2,
+                                     padding=(pad[0], pad[1], pad[0], pad[1]))
+        np.testing.assert_array_equal(conv(x), expected)
+    conv.padding, conv.stride = (0, 0), (1, 1)
+    assert conv(x).shape == (1, 4, 7, 7)
+    with pytest.raises(ValueError, match=r"expected input \(N, 3, H, W\), got shape "
+                                         r"\(1, 2, 9, 9\)"):
+        conv(x[:, :2])

@@ -68,6 +68,7 @@ class Conv2d(Module):
         self.bias = Parameter(np.empty(out_channels, np.float32)) if bias else None
         init.default_layer_init_(self.weight, self.bias, rng)
         self._saved = None
+        self._plan = None  # (input shape and hyperparameters, the C call's keyword arguments)
 
     def _padding_for(self, h: int, w: int):
         if self.padding != "same":
@@ -76,37 +77,44 @@ class Conv2d(Module):
         left, right = same_padding(w, self.kernel_size[1], self.stride[1], self.dilation[1])
         return (top, bottom, left, right)
 
-    def _args(self, pad) -> dict:
-        return dict(stride=self.stride, padding=pad, dilation=self.dilation, groups=self.groups)
+    def _args_for(self, shape) -> dict:
+        """The C call's keyword arguments for an input of ``shape``: checked and derived once
+        per shape ("same" padding depends on it) and reused while neither the shape nor a
+        hyperparameter changes."""
+        key = (shape, self.padding, self.stride, self.dilation, self.groups)
+        if self._plan is not None and self._plan[0] == key:
+            return self._plan[1]
+        if len(shape) != 4 or shape[1] != self.in_channels:
+            raise ValueError(f"Conv2d({self.in_channels}, {self.out_channels}): expected input "
+                             f"(N, {self.in_channels}, H, W), got shape {shape}")
+        args = dict(stride=self.stride, padding=self._padding_for(shape[2], shape[3]),
+                    dilation=self.dilation, groups=self.groups)
+        self._plan = (key, args)
+        return args
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        if np.ndim(x) != 4 or np.shape(x)[1] != self.in_channels:
-            raise ValueError(f"Conv2d({self.in_channels}, {self.out_channels}): expected input "
-                             f"(N, {self.in_channels}, H, W), got shape {np.shape(x)}")
-        pad = self._padding_for(x.shape[2], x.shape[3])
+        args = self._args_for(np.shape(x))
         bias = self.bias.data if self.bias is not None else None
-        y = _C.conv2d_forward(x, self.weight.data, bias, **self._args(pad))
+        y = _C.conv2d_forward(x, self.weight.data, bias, **args)
         if self.keeps_activations:
-            keep_x = self.weight.requires_grad
-            self._saved = (x if keep_x else None, x.shape, pad)
+            self._saved = (x if self.weight.requires_grad else None, x.shape, args)
         else:
             self._saved = None
         return y
 
     def backward(self, grad_out: np.ndarray):
         self._check_saved(self._saved)
-        x, shape, pad = self._saved
+        x, shape, args = self._saved
         self._saved = None
         if self.weight.requires_grad:
             db = self.bias.grad_buffer() if self.bias is not None and self.bias.requires_grad \
                 else None
-            _C.conv2d_backward_weight(grad_out, x, self.weight.grad_buffer(), db,
-                                      **self._args(pad))
+            _C.conv2d_backward_weight(grad_out, x, self.weight.grad_buffer(), db, **args)
         elif self.bias is not None and self.bias.requires_grad:
             self.bias.grad_buffer()[...] += grad_out.sum(axis=(0, 2, 3))
         if not self.input_needs_grad:
             return None
-        return _C.conv2d_backward_data(grad_out, self.weight.data, shape, **self._args(pad))
+        return _C.conv2d_backward_data(grad_out, self.weight.data, shape, **args)
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, " \
