@@ -45,16 +45,27 @@ wt_status conv2d_shape_init(conv2d_shape *s) {
     return WT_OK;
 }
 
+/* The im2col path splits the batch the same way whatever the thread count, so that its
+ * results are the same bits on 1, 2, 3 or 4 threads: as if for BATCH_SPLIT threads. The
+ * tile size sets the matrix products' shapes and the channel blocking (both change the
+ * rounding), and the weight gradient sums one accumulator per chunk in chunk order. */
+#define BATCH_SPLIT 4
+
 /* Images per matrix product on the im2col path. A small output map makes a thin product (a
  * 7x7 map is 49 columns, far from sgemm's best), so several images share one: at least
- * MIN_COLUMNS columns, but no more images than each thread's share of the batch. */
+ * MIN_COLUMNS columns, but no more images than one BATCH_SPLIT-th of the batch. */
 #define MIN_COLUMNS 256
 
-static int64_t tile_images(const conv2d_shape *s, int nthreads) {
-    const int64_t ohw = s->oh * s->ow, share = (s->n + nthreads - 1) / nthreads;
+static int64_t tile_images(const conv2d_shape *s) {
+    const int64_t ohw = s->oh * s->ow, share = (s->n + BATCH_SPLIT - 1) / BATCH_SPLIT;
     int64_t g = (MIN_COLUMNS + ohw - 1) / ohw;
     g = g < share ? g : share;
     return g > 1 ? g : 1;
+}
+
+/* The chunks of the batch whose weight gradients are summed separately, then in order. */
+static int batch_chunks(const conv2d_shape *s) {
+    return s->n < BATCH_SPLIT ? (int)s->n : BATCH_SPLIT;
 }
 
 /* The columns of one tile of images: none for one pointwise image (the input is its own
@@ -90,7 +101,8 @@ static size_t tile_size(const conv2d_shape *s, int64_t images) {
 }
 
 /* Per thread: the columns and the gathered tile. After all threads' scratch, for the
- * weight gradient, one dW accumulator per chunk of the batch, reduced at the end. */
+ * weight gradient, one dW accumulator per chunk of the batch (batch_chunks), reduced at
+ * the end. */
 static size_t thread_size(const conv2d_shape *s, int64_t images) {
     return cols_size(s, images) + tile_size(s, images);
 }
@@ -106,7 +118,8 @@ size_t conv2d_workspace_size(const conv2d_shape *s, int nthreads) {
     if (winograd_applies(s)) {
         return winograd_workspace_size(s, nthreads);
     }
-    return (size_t)nthreads * (thread_size(s, tile_images(s, nthreads)) + weight_size(s));
+    return (size_t)nthreads * thread_size(s, tile_images(s)) +
+           (size_t)batch_chunks(s) * weight_size(s);
 }
 
 /* Row r = (channel, ki, kj) of im2col: what tap (ki, kj) of every one of the OH x OW
@@ -355,7 +368,7 @@ wt_status conv2d_forward(float *y, float *workspace, const float *x, const float
     if (winograd_applies(s)) {
         winograd_forward(y, workspace, x, w, s, nthreads);
     } else {
-        const int64_t per = tile_images(s, nthreads), tiles = (s->n + per - 1) / per;
+        const int64_t per = tile_images(s), tiles = (s->n + per - 1) / per;
 #pragma omp parallel for schedule(dynamic) num_threads(nthreads) if (tiles > 1)
         for (int64_t t = 0; t < tiles; t++) {
             const int64_t n0 = t * per, images = s->n - n0 < per ? s->n - n0 : per;
@@ -380,7 +393,7 @@ wt_status conv2d_backward_data(float *dx, float *workspace, const float *dy, con
         winograd_backward_data(dx, workspace, dy, w, s, nthreads);
         return WT_OK;
     }
-    const int64_t per = tile_images(s, nthreads), tiles = (s->n + per - 1) / per;
+    const int64_t per = tile_images(s), tiles = (s->n + per - 1) / per;
 #pragma omp parallel for schedule(dynamic) num_threads(nthreads) if (tiles > 1)
     for (int64_t t = 0; t < tiles; t++) {
         const int64_t n0 = t * per, images = s->n - n0 < per ? s->n - n0 : per;
@@ -391,9 +404,9 @@ wt_status conv2d_backward_data(float *dx, float *workspace, const float *dy, con
     return WT_OK;
 }
 
-/* The batch is cut into one contiguous chunk of images per thread, each summed tile by tile
- * into its own accumulator, and the accumulators are added in chunk order: the same result
- * on every run, whichever OS thread happens to take which chunk. */
+/* The batch is cut into batch_chunks contiguous chunks of images (however many threads
+ * share them), each summed tile by tile into its own accumulator, and the accumulators are
+ * added in chunk order: the same bits on every run and at every thread count. */
 wt_status conv2d_backward_weight(float *dw, float *dbias, float *workspace, const float *dy,
                                  const float *x, const conv2d_shape *s, int nthreads) {
     if (dbias) {
@@ -407,15 +420,16 @@ wt_status conv2d_backward_weight(float *dw, float *dbias, float *workspace, cons
         winograd_backward_weight(dw, workspace, dy, x, s, nthreads);
         return WT_OK;
     }
-    const int64_t per = tile_images(s, nthreads);
+    const int64_t per = tile_images(s);
     const size_t scratch = thread_size(s, per), wsize = weight_size(s);
-    const int chunks = nthreads < s->n ? nthreads : (int)s->n;
+    const int chunks = batch_chunks(s);
     if (chunks < 1) {
         return WT_OK;
     }
     float *acc = workspace + (size_t)nthreads * scratch;
     memset(acc, 0, (size_t)chunks * wsize * sizeof(float));
-#pragma omp parallel num_threads(chunks) if (chunks > 1)
+    const int team = nthreads < chunks ? nthreads : chunks;
+#pragma omp parallel num_threads(team) if (team > 1)
     {
         float *ws = workspace + (size_t)wt_thread_id() * scratch;
 #pragma omp for schedule(static)
