@@ -80,7 +80,8 @@ def test_head_gets_ten_times_the_body_lr(source):
 
 def test_lr_groups_really_step_at_their_rates(source):
     """One SGD step without momentum or decay moves each parameter by lr * grad."""
-    tuner = FineTuner(source, num_classes=2, lr=0.01, momentum=0.0, weight_decay=0.0)
+    tuner = FineTuner(source, num_classes=2, lr=0.01, momentum=0.0, weight_decay=0.0,
+                      freeze=None)
     data = _arrays(8)
     before = {n: p.data.copy() for n, p in tuner.model.named_parameters()}
     x, y = data.images, data.targets
@@ -133,7 +134,7 @@ def test_train_bn_false_keeps_every_running_stat(source):
 
 
 def test_layer_decay_orders_stage_learning_rates(source):
-    tuner = FineTuner(source, num_classes=2, lr=0.01, layer_decay=0.5)
+    tuner = FineTuner(source, num_classes=2, lr=0.01, layer_decay=0.5, freeze=None)
     lrs = {g["name"]: g["lr"] for g in tuner.optimizer.param_groups}
     assert lrs["layer4"] == pytest.approx(0.01)
     assert lrs["layer3"] == pytest.approx(0.005)
@@ -375,3 +376,21 @@ def test_checkpoint_and_load_errors(source, tmp_path):
     with pytest.raises(ValueError, match="not a weitiao training checkpoint"):
         tuner.fit(_arrays(), epochs=1, checkpoint=tmp_path / "plain.safetensors",
                   resume=True, verbose=False)
+
+
+def test_default_freeze_is_the_bottom_half_of_a_pretrained_copy(source):
+    """freeze="auto": the lower half of the stages (ResNet-18's five: stem, layer1, layer2)
+    for a pretrained copy, nothing from scratch, nothing with freeze=None; gradual
+    unfreezing reaches every layer."""
+    from weitiao.finetune.freezing import frozen_paths
+
+    tuner = FineTuner(source, num_classes=2)
+    assert tuner.frozen == frozen_paths(tuner.model, "layer2") == \
+        frozen_paths(tuner.model, "bottom-half")
+    trainable = {n.split(".")[0] for n, p in tuner.model.named_parameters() if p.requires_grad}
+    assert trainable == {"layer3", "layer4", "fc"}
+    assert FineTuner(source, num_classes=2, from_scratch=True).frozen == []
+    assert FineTuner(source, num_classes=2, freeze=None).frozen == []
+    gradual = FineTuner(source, num_classes=2)
+    gradual._train_top_stages(len(gradual.model.stages))
+    assert all(p.requires_grad for p in gradual.model.parameters())

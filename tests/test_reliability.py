@@ -53,7 +53,8 @@ def test_nan_image_leaves_the_model_bit_identical_and_names_the_images(source):
 def test_diverging_lr_leaves_the_model_as_after_the_last_good_step(source):
     x, y = _arrays()
     x[y == 1] += 3.0
-    ft = FineTuner(source, classes=["a", "b"], lr=1e4, momentum=0.0, weight_decay=0.0)
+    ft = FineTuner(source, classes=["a", "b"], lr=1e4, momentum=0.0, weight_decay=0.0,
+                   freeze=None)
     states = [_copy(ft.model)]
     step = ft.optimizer.step
 

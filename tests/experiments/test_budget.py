@@ -36,7 +36,7 @@ DEFAULT, LOW, PROBE = (list(ARMS)[0], "fine-tune, lr 3e-3, 8 epochs", "linear pr
 def run_arm(source, train, val, size, seed, arm):
     from weitiao.finetune import FineTuner
 
-    options = dict(arm)
+    options = {"freeze": None, **arm}  # every layer, as recorded (before freeze="auto")
     epochs = options.pop("epochs")
     tuner = FineTuner(source, classes=train.classes, image_size=size, seed=seed,
                       augment="light", **options)

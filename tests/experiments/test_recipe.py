@@ -101,6 +101,7 @@ def run_arm(source, train, val, size, seed, arm):
     options = dict(arm)
     fit_options = {k: options.pop(k) for k in ("sched", "head_epochs", "sampler") if k in options}
     fit_options["scheduler"] = fit_options.pop("sched", None)
+    options.setdefault("freeze", None)  # every layer, as recorded (before freeze="auto")
     tuner = FineTuner(source, classes=train.classes, image_size=size, seed=seed, **options)
     began = time.perf_counter()
     tuner.fit(train, EPOCHS, batch_size=BATCH, verbose=False, **fit_options)

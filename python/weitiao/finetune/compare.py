@@ -56,7 +56,8 @@ def compare(source_model, train, val, *, classes=None, epochs: int = 8, lr: floa
             seed: int = 0, verbose: bool = True, **fit_kwargs) -> Comparison:
     """Train three arms under one epoch budget and evaluate each on ``val``:
 
-    - "fine-tune": the pretrained body at ``lr``, the new head at 10x; with
+    - "fine-tune": the pretrained body at ``lr`` with its bottom half frozen (FineTuner's
+      default freeze, experiment 7), the new head at 10x; with
       ``head_epochs`` > 0, after that many epochs of the head alone on cached features
       (LP-FT, off by default: it did worse in experiment 5);
     - "scratch": the same architecture from a random initialisation, all at

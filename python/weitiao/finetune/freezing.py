@@ -1,6 +1,7 @@
 """Which parts of a model to freeze, from the ways users say it: a stage name ("layer2":
-that stage and everything below it), a number of bottom stages, a list of stage names or
-module paths, or "backbone" (everything but the output layer: a linear probe)."""
+that stage and everything below it), a number of bottom stages, "bottom-half" (the lower
+half of the stages, rounded up), a list of stage names or module paths, or "backbone"
+(everything but the output layer: a linear probe)."""
 from __future__ import annotations
 
 from ..models.base import Classifier
@@ -20,6 +21,8 @@ def frozen_paths(model: Classifier, freeze) -> list[str]:
     if freeze == "backbone":
         head = set(model.head_chain)
         return [c for c in model.chain if c not in head]
+    if freeze == "bottom-half":
+        return [p for _, paths in stages[:(len(stages) + 1) // 2] for p in paths]
     if isinstance(freeze, bool):
         raise TypeError("freeze: expected None, a stage name, a number of stages, a list of "
                         "names or 'backbone', got True")
@@ -32,7 +35,8 @@ def frozen_paths(model: Classifier, freeze) -> list[str]:
         if freeze not in names:
             raise ValueError(f"freeze={freeze!r}: not a stage of {type(model).__name__}; its "
                              f"stages from the input up are {', '.join(names)} (or use "
-                             f"'backbone', a number of stages, or a list of module paths)")
+                             f"'bottom-half', 'backbone', a number of stages, or a list of "
+                             f"module paths)")
         return [p for _, paths in stages[:names.index(freeze) + 1] for p in paths]
     paths = []
     for item in freeze:

@@ -50,8 +50,13 @@ class FineTuner:
     ``lr`` is the body's learning rate (default 1e-2, measured better than d2l's smaller
     rate on small targets: docs/experiments.md, experiments 3 and 5) for the mean
     cross-entropy with SGD momentum 0.9; the new head gets ``lr * head_lr_mult`` (default
-    10, or 1 from scratch). ``freeze`` is None, a stage name ("layer2" freezes the stem up
-    to layer2), a number of bottom stages, a list of stage names or module paths, or
+    10, or 1 from scratch). ``freeze`` says which bottom layers keep their pretrained
+    weights (no gradient, BatchNorm on its running statistics): "auto" (the default) is
+    "bottom-half", the lower half of the stages rounded up (EfficientNet-Lite0: stem to
+    stage4 of 9; ResNet-18: stem, layer1 and layer2), and nothing from scratch; it beat
+    training every layer on three small targets (docs/experiments.md, experiment 7).
+    Otherwise 0 or None (train every layer), a stage name ("layer2" freezes the stem up to
+    layer2), a number of bottom stages, a list of stage names or module paths, or
     "backbone" (a linear probe). ``train_bn=False`` also freezes every BatchNorm (running
     statistics, no affine updates). ``layer_decay`` (e.g. 0.75) scales each stage's lr by
     decay ** (stages above it). ``reuse_classifier`` is a mapping target class -> source
@@ -85,7 +90,7 @@ class FineTuner:
     def __init__(self, source_model: Classifier, num_classes: int | None = None,
                  classes=None, *, lr: float | None = None, head_lr_mult: float | None = None,
                  weight_decay: float = 1e-4, momentum: float = 0.9, nesterov: bool = False,
-                 freeze=None, train_bn: bool = True, layer_decay: float | None = None,
+                 freeze="auto", train_bn: bool = True, layer_decay: float | None = None,
                  label_smoothing: float = 0.0, from_scratch: bool = False,
                  reuse_classifier=None, image_size: int | None = None,
                  bn_momentum: float | None = 0.1, augment="light", eval_crop: bool | None = None,
@@ -127,6 +132,9 @@ class FineTuner:
         self.label_smoothing = label_smoothing
         self.source = source_model
         self.model = model
+        self._auto_freeze = isinstance(freeze, str) and freeze == "auto"
+        if self._auto_freeze:
+            freeze = None if from_scratch else "bottom-half"
         self.frozen = apply_freeze(model, freeze, train_bn)
         self._freeze_spec = (freeze, train_bn)
         self.lr = lr if lr is not None else 1e-2
@@ -394,7 +402,8 @@ class FineTuner:
 
     def _train_top_stages(self, stages: int) -> None:
         """Gradual unfreezing: only the top ``stages`` stages (and the head) train; the
-        user's ``freeze`` is applied on top."""
+        user's ``freeze`` is applied on top (the default "auto" is not: gradual unfreezing
+        reaches every layer)."""
         all_stages = list(self.model.stages)
         for i, (_, paths) in enumerate(all_stages):
             for path in paths:
@@ -403,7 +412,8 @@ class FineTuner:
                     module.unfreeze()
                 else:
                     module.freeze()
-        apply_freeze(self.model, *self._freeze_spec)
+        freeze, train_bn = self._freeze_spec
+        apply_freeze(self.model, None if self._auto_freeze else freeze, train_bn)
 
     def _fit_head(self, loader, train_ds, val_ds, epochs, batch_size, drop_last, shuffle,
                   passes, num_workers, verbose) -> bool:
