@@ -60,11 +60,26 @@ static plan backward_data_plan(const conv2d_shape *s) {
                      2 - s->pad_left);
 }
 
+/* Whether the batch has enough 4x4 output tiles to pay for transforming the filters on
+ * every call (36 x C x OC floats): at least MIN_TILES, and BIG_TILES once the transformed
+ * filters outgrow the caches (C x OC above BIG_FILTERS). Read off
+ * benchmarks/winograd_switch.py (docs/performance.md): one image on a 7x7 map (4 tiles) ran
+ * 0.4x im2col's speed at 64 and 256 channels, 32 tiles at 512 channels 0.4x. */
+#define MIN_TILES 16
+#define BIG_FILTERS (256 * 256)
+#define BIG_TILES 128
+
+static int enough_tiles(const conv2d_shape *s) {
+    const int64_t tiles = s->n * ((s->oh + TILE - 1) / TILE) * ((s->ow + TILE - 1) / TILE);
+    return tiles >= MIN_TILES && (s->c * s->oc <= BIG_FILTERS || tiles >= BIG_TILES);
+}
+
 int winograd_applies(const conv2d_shape *s) {
     return !s->no_winograd && s->kh == 3 && s->kw == 3 && s->stride_h == 1 && s->stride_w == 1 &&
            s->dilation_h == 1 && s->dilation_w == 1 && s->groups == 1 && s->pad_top <= 2 &&
            s->pad_left <= 2 && s->c >= MIN_CHANNELS && s->oc >= MIN_CHANNELS &&
-           (s->h + 3) * (s->w + 3) < INT_MAX && (s->oh + 3) * (s->ow + 3) < INT_MAX;
+           (s->h + 3) * (s->w + 3) < INT_MAX && (s->oh + 3) * (s->ow + 3) < INT_MAX &&
+           enough_tiles(s);
 }
 
 /* Floats of per-thread scratch, the most any transform needs: for the inputs, the six

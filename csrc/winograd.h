@@ -9,7 +9,7 @@
 #include "conv2d.h"
 
 /* 3x3 kernel, stride 1, dilation 1, one group, top and left padding at most 2, enough
- * channels for the sgemms to pay for the transforms. */
+ * channels and enough output tiles in the batch for the sgemms to pay for the transforms. */
 int winograd_applies(const conv2d_shape *s);
 
 /* Floats of scratch the three functions below need on nthreads threads. */

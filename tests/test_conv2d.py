@@ -78,18 +78,19 @@ CASES = [
     ("1x1_pad1", (1, 3, 4, 5), (2, 3, 1, 1), 1, 1, 1, 1, True),
     ("kernel_covers_input", (2, 2, 3, 3), (3, 2, 3, 3), 1, 0, 1, 1, True),
     ("single_channel", (3, 1, 6, 5), (1, 1, 2, 3), 1, 0, 1, 1, True),
-    # 3x3 stride-1 convs with 16 or more channels take the Winograd F(4x4, 3x3) path: odd
+    # 3x3 stride-1 convs with 16 or more channels and 16 or more 4x4 output tiles in the
+    # batch take the Winograd F(4x4, 3x3) path (the batches below are sized for that): odd
     # output sizes leave partial 4x4 tiles, padding 0, 1, 2 and asymmetric, one output pixel.
     # Output maps under 256 pixels put several images into one matrix product (up to each
     # thread's share of the batch, so the last tile is smaller here), pointwise ones too.
     ("tiles_of_images_stride2_groups", (9, 4, 9, 8), (6, 2, 3, 3), 2, 1, 1, 2, True),
     ("tiles_of_images_pointwise", (5, 6, 4, 5), (4, 6, 1, 1), 1, 0, 1, 1, True),
-    ("winograd_pad1_odd_width", (2, 16, 7, 5), (16, 16, 3, 3), 1, 1, 1, 1, True),
-    ("winograd_pad0_rect", (3, 16, 9, 6), (24, 16, 3, 3), 1, 0, 1, 1, False),
-    ("winograd_asym_pad_17ch", (1, 17, 6, 9), (20, 17, 3, 3), 1, (2, 0, 1, 2), 1, 1, True),
-    ("winograd_pad2_grows", (2, 16, 4, 3), (16, 16, 3, 3), 1, 2, 1, 1, False),
-    ("winograd_single_output", (2, 16, 3, 3), (18, 16, 3, 3), 1, 0, 1, 1, True),
-    ("winograd_wide_right_pad", (1, 16, 4, 3), (16, 16, 3, 3), 1, (1, 0, 2, 9), 1, 1, False),
+    ("winograd_pad1_odd_width", (4, 16, 7, 5), (16, 16, 3, 3), 1, 1, 1, 1, True),
+    ("winograd_pad0_rect", (8, 16, 9, 6), (24, 16, 3, 3), 1, 0, 1, 1, False),
+    ("winograd_asym_pad_17ch", (3, 17, 6, 9), (20, 17, 3, 3), 1, (2, 0, 1, 2), 1, 1, True),
+    ("winograd_pad2_grows", (4, 16, 4, 3), (16, 16, 3, 3), 1, 2, 1, 1, False),
+    ("winograd_single_output", (16, 16, 3, 3), (18, 16, 3, 3), 1, 0, 1, 1, True),
+    ("winograd_wide_right_pad", (6, 16, 4, 3), (16, 16, 3, 3), 1, (1, 0, 2, 9), 1, 1, False),
     ("winograd_pad3_uses_im2col", (1, 16, 3, 4), (16, 16, 3, 3), 1, 3, 1, 1, False),
 ]
 IDS = [c[0] for c in CASES]
@@ -374,3 +375,30 @@ def test_layer_plan_follows_the_input_shape_and_the_hyperparameters():
     with pytest.raises(ValueError, match=r"expected input \(N, 3, H, W\), got shape "
                                          r"\(1, 2, 9, 9\)"):
         conv(x[:, :2])
+
+
+@pytest.mark.parametrize("case", WINOGRAD_CASES[:-1], ids=[c[0] for c in WINOGRAD_CASES[:-1]])
+def test_winograd_cases_take_the_winograd_path(rng, case):
+    """Each Winograd case really runs F(4x4, 3x3): its rounding differs from im2col's."""
+    x, w, b, kw = make_case(rng, case)
+    y = _C.conv2d_forward(x, w, b, **kw)
+    weitiao.set_winograd(False)
+    try:
+        direct = _C.conv2d_forward(x, w, b, **kw)
+    finally:
+        weitiao.set_winograd(True)
+    assert not np.array_equal(y, direct)
+
+
+@pytest.mark.parametrize("shape", [(1, 64, 7, 7), (3, 32, 4, 4), (8, 512, 7, 7)])
+def test_too_few_tiles_take_im2col(rng, shape):
+    """Below 16 output tiles in the batch (128 at 512 channels), transforming the filters
+    costs more than it saves (benchmarks/winograd_switch.py): im2col, bit for bit."""
+    x = f32(rng.standard_normal(shape))
+    w = f32(rng.standard_normal((shape[1], shape[1], 3, 3)) * 0.05)
+    y = _C.conv2d_forward(x, w, None, padding=1)
+    weitiao.set_winograd(False)
+    try:
+        np.testing.assert_array_equal(y, _C.conv2d_forward(x, w, None, padding=1))
+    finally:
+        weitiao.set_winograd(True)
