@@ -33,7 +33,8 @@ class Conv2d(Module):
 
     The C kernel picks the algorithm from the shape: depthwise convolutions (``groups ==
     in_channels``) run a direct loop; 3x3 stride-1 convolutions with 16 or more input and
-    output channels use Winograd's F(4x4, 3x3), whose rounding error is about 1e-6 of the
+    output channels and enough 4x4 output tiles in the batch (16; 128 above 256 x 256
+    channels) use Winograd's F(4x4, 3x3), whose rounding error is about 1e-6 of the
     largest output (PyTorch's direct convolution: about 1e-7); the rest is im2col and a
     matrix product.
 
