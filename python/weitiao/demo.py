@@ -38,6 +38,8 @@ PRESETS = {
 # left, so all eight turns and flips are fair game; on the elpv validation splits of
 # experiment 5 they did as well as "light", the balanced sampler cost 26 points of
 # accuracy with no macro-F1 gain, and test-time augmentation did not pay: both are off.
+# The fine-tune arm keeps FineTuner's default freeze, the bottom half of the stages
+# (experiment 7).
 RECIPE = dict(augment="dihedral", lr=1e-2, scheduler="warmup_cosine", head_epochs=0)
 DEFECTIVE = ["2/3", "1"]  # the paper's binary task: defect probability >= 0.5
 
