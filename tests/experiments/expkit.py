@@ -188,6 +188,19 @@ def run(source, train, test, *, epochs: int, batch_size: int, seed: int,
     return result
 
 
+def fit_light(source, train, val, size, seed, epochs, **options) -> dict:
+    """A FineTuner with augment "light" at ``size`` px, ``epochs`` of batch 32 under warmup +
+    cosine, evaluated on ``val``: its accuracy, the last epoch's training accuracy and the
+    seconds taken (experiments 6 and 8)."""
+    tuner = FineTuner(source, classes=train.classes, image_size=size, seed=seed,
+                      augment="light", **options)
+    began = time.perf_counter()
+    history = tuner.fit(train, epochs, batch_size=32, scheduler="warmup_cosine", verbose=False)
+    ev = tuner.evaluate(val, batch_size=128)
+    return {"accuracy": ev.accuracy, "train_accuracy": history.epochs[-1].train_accuracy,
+            "seconds": time.perf_counter() - began}
+
+
 def _run(source, train, test, epochs, batch_size, seed, eval_after, options) -> dict:
     # every layer trains unless an arm says otherwise: what experiments 1-4 recorded,
     # before "bottom-half" became FineTuner's default freeze

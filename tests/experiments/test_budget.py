@@ -34,17 +34,8 @@ DEFAULT, LOW, PROBE = (list(ARMS)[0], "fine-tune, lr 3e-3, 8 epochs", "linear pr
 
 
 def run_arm(source, train, val, size, seed, arm):
-    from weitiao.finetune import FineTuner
-
     options = {"freeze": None, **arm}  # every layer, as recorded (before freeze="auto")
-    epochs = options.pop("epochs")
-    tuner = FineTuner(source, classes=train.classes, image_size=size, seed=seed,
-                      augment="light", **options)
-    began = time.perf_counter()
-    history = tuner.fit(train, epochs, batch_size=32, verbose=False)
-    ev = tuner.evaluate(val, batch_size=128)
-    return {"accuracy": ev.accuracy, "train_accuracy": history.epochs[-1].train_accuracy,
-            "seconds": time.perf_counter() - began}
+    return expkit.fit_light(source, train, val, size, seed, options.pop("epochs"), **options)
 
 
 def test_learning_rate_and_epochs_on_the_fashion_mnist_targets():

@@ -31,15 +31,7 @@ OLD, NEW, PROBE = ARMS
 
 
 def run_arm(source, train, val, size, seed, arm):
-    from weitiao.finetune import FineTuner
-
-    tuner = FineTuner(source, classes=train.classes, image_size=size, seed=seed, lr=1e-2,
-                      augment="light", **arm)
-    began = time.perf_counter()
-    history = tuner.fit(train, 8, batch_size=32, scheduler="warmup_cosine", verbose=False)
-    ev = tuner.evaluate(val, batch_size=128)
-    return {"accuracy": ev.accuracy, "train_accuracy": history.epochs[-1].train_accuracy,
-            "seconds": time.perf_counter() - began}
+    return expkit.fit_light(source, train, val, size, seed, 8, lr=1e-2, **arm)
 
 
 def test_bottom_half_on_mobilenet_v2():
