@@ -153,3 +153,10 @@ def test_cli_default_weights_are_the_shipped_ones(arch, package, tmp_path, monke
                  "--out", str(tmp_path / "m.safetensors")])
     assert code == 0 and asked[0] == (arch, "imagenet")
     assert FineTuner.load(tmp_path / "m.safetensors").model.arch == arch
+
+
+def test_cli_freeze_default_is_the_library_default():
+    from weitiao.cli import _freeze_arg
+
+    assert _freeze_arg(None) == "auto" and _freeze_arg("none") is None
+    assert _freeze_arg("2") == 2 and _freeze_arg("stem, layer1") == ["stem", "layer1"]

@@ -70,7 +70,9 @@ def _demo(args) -> int:
 
 
 def _freeze_arg(text: str | None):
-    if text is None or text == "none":
+    if text is None:
+        return "auto"  # FineTuner's default: the bottom half of the stages
+    if text == "none":
         return None
     if text.isdigit():
         return int(text)
@@ -190,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     ft.add_argument("--lr", type=_positive, default=None, help="body learning rate (1e-2)")
     ft.add_argument("--head-lr-mult", type=_positive, default=None, help="head lr factor (10)")
     ft.add_argument("--freeze", default=None, help="stage name, number of stages, "
-                    "comma-separated names, or 'backbone'")
+                    "comma-separated names, 'bottom-half' (the default), 'backbone', or "
+                    "'none' (train every layer)")
     ft.add_argument("--batch-size", type=_at_least(1), default=32)
     ft.add_argument("--image-size", type=_at_least(1), default=None)
     ft.add_argument("--workers", type=_at_least(0), default=2)
