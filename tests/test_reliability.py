@@ -247,3 +247,22 @@ def test_a_file_dataset_never_opens_a_named_pipe(tmp_path):
                                              r"pipe"):
         ds[0]
     assert "not a regular file" in verify_image(str(tmp_path / "x.png"))
+
+
+def test_a_nan_image_in_a_linear_probe_leaves_the_head_as_after_the_last_good_step(source):
+    """On cached features too a NaN image is named, and the head is left as after the last
+    good step."""
+    x, y = _arrays()
+    x[11, 0, 5, 5] = np.nan
+    ft = FineTuner(source, classes=["a", "b"], freeze="backbone", seed=0)
+    states = [_copy(ft.model)]
+    step = ft.optimizer.step
+
+    def step_and_record():
+        step()
+        states.append(_copy(ft.model))
+
+    ft.optimizer.step = step_and_record
+    with pytest.raises(ValueError, match=r"non-finite input: images \[\d+\] of this batch"):
+        ft.fit((x, y), epochs=1, batch_size=4, scheduler=None, num_workers=0, verbose=False)
+    _assert_same(ft.model, states[-1])

@@ -13,21 +13,29 @@ from .checkpoint import generators
 
 
 class BatchGuard:
-    """The model's buffers and random generators as they were when it was built.
+    """Saves and restores the buffers and random generators of ``modules`` (the part of the
+    model a training step's forward runs through). Built once per epoch: each step's
+    :meth:`save` copies into arrays allocated here, so the hot loop allocates nothing.
 
-    >>> guard = BatchGuard(model)  # doctest: +SKIP
-    >>> logits = model(x)  # doctest: +SKIP
+    >>> guard = BatchGuard([model])  # doctest: +SKIP
+    >>> guard.save(); logits = model(x)  # doctest: +SKIP
     >>> guard.restore()  # the running statistics as before model(x)  # doctest: +SKIP
     """
 
-    def __init__(self, model):
-        self._buffers = [(b, b.copy()) for _, b in model.named_buffers()]
-        self._generators = [(g, g.bit_generator.state) for g in generators(model)]
+    def __init__(self, modules):
+        self._buffers = [(b, np.empty_like(b)) for m in modules for _, b in m.named_buffers()]
+        self._generators = [g for m in modules for g in generators(m)]
+        self._states = []
+
+    def save(self) -> None:
+        for buf, saved in self._buffers:
+            np.copyto(saved, buf)
+        self._states = [g.bit_generator.state for g in self._generators]
 
     def restore(self) -> None:
         for buf, saved in self._buffers:
             np.copyto(buf, saved)
-        for gen, state in self._generators:
+        for gen, state in zip(self._generators, self._states):
             gen.bit_generator.state = state
 
 

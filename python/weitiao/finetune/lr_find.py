@@ -58,6 +58,7 @@ def lr_find(tuner, train, *, start_lr: float = 1e-6, end_lr: float = 1.0,
     lrs, losses = [], []
     avg, best, step, epoch = 0.0, np.inf, 0, 0
     bar = tqdm(total=num_steps, desc="lr_find", disable=not verbose)
+    guard = probe._guard(probe.model)
     while step < num_steps:
         loader.set_epoch(epoch)
         for x, y in loader:
@@ -65,7 +66,8 @@ def lr_find(tuner, train, *, start_lr: float = 1e-6, end_lr: float = 1.0,
             for g, r in zip(probe.optimizer.param_groups, ratios):
                 g["lr"] = lr * r
             try:
-                loss, _ = probe._train_step(x, y, probe.model, probe.model.backward)
+                loss, _ = probe._train_step(x, y, probe.model, probe.model.backward,
+                                            guard)
             except FloatingPointError:
                 step = num_steps
                 break

@@ -78,10 +78,11 @@ class FineTuner:
     prediction use the matching pipeline: the whole image resized after "none", "light"
     and "dihedral", resize and centre crop otherwise; ``eval_crop`` (True or False)
     overrides that. ``class_weight`` ("balanced": n / (K * n_class), as scikit-learn; or a
-    dict class name or index -> weight, others 1) weighs the training loss by the true class. ``soft_targets``, a
-    (K, K) array whose row k is a probability distribution, trains label k towards row k
-    instead of one-hot (soft cross-entropy): ordinal labels such as elpv's defect
-    probabilities can share mass with their neighbours, e.g. row 1 = [0.15, 0.7, 0.15, 0].
+    dict class name or index -> weight, others 1) weighs the training loss by the true
+    class. ``soft_targets``, a (K, K) array whose row k is a probability distribution,
+    trains label k towards row k instead of one-hot (soft cross-entropy): ordinal labels
+    such as elpv's defect probabilities can share mass with their neighbours, e.g. row 1 =
+    [0.15, 0.7, 0.15, 0].
 
     >>> ft = FineTuner(efficientnet_lite0(weights="imagenet"), classes=["ok", "defect"])
     >>> history = ft.fit(train_set, epochs=5, val=val_set)  # doctest: +SKIP
@@ -479,11 +480,19 @@ class FineTuner:
         raise ValueError(f"fit: scheduler must be None, 'cosine', 'onecycle', 'warmup_cosine' "
                          f"or a callable optimizer -> scheduler, got {scheduler!r}")
 
-    def _train_step(self, x: np.ndarray, labels: np.ndarray, forward,
-                    backward) -> tuple[float, int]:
+    def _guard(self, forward) -> BatchGuard:
+        """The guard of what ``forward`` runs through: the whole model, or the head alone
+        when training on cached features."""
+        if forward == self.model:
+            return BatchGuard([self.model])
+        return BatchGuard([self.model.get_submodule(n) for n in self.model.head_chain])
+
+    def _train_step(self, x: np.ndarray, labels: np.ndarray, forward, backward,
+                    guard: BatchGuard) -> tuple[float, int]:
         """One SGD step on batch ``x``. A non-finite loss leaves the model as it was before
-        the batch and raises: a ValueError if ``x`` holds NaN or Inf, else FloatingPointError."""
-        guard = BatchGuard(self.model)
+        the batch (``guard``, from :meth:`_guard`) and raises: a ValueError if ``x`` holds
+        NaN or Inf, else FloatingPointError."""
+        guard.save()
         try:
             return self._step(forward(x), labels, backward)
         except FloatingPointError:
@@ -511,9 +520,10 @@ class FineTuner:
         bar = tqdm(batch_iter, total=total, desc=f"epoch {epoch + 1}", unit="batch",
                    leave=False, disable=not verbose)
         interrupted = False
+        guard = self._guard(forward)
         try:
             for x, y in bar:
-                loss, right = self._train_step(x, y, forward, backward)
+                loss, right = self._train_step(x, y, forward, backward, guard)
                 if self._ema is not None:
                     self._ema.update()
                 if sched is not None and per_batch:
