@@ -122,6 +122,24 @@ def test_image_folder_skips_a_symlink_cycle_with_a_warning(tmp_path):
     assert ds.targets == [0, 1]
 
 
+def test_image_folder_walks_a_folder_linked_twice_once(tmp_path):
+    from weitiao.data import ImageFolder
+
+    root = tmp_path / "root"
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        _png(root / name / "1.png")
+    (tmp_path / "shared").mkdir()
+    _png(tmp_path / "shared" / "2.png")
+    os.symlink(tmp_path / "shared", root / "a" / "one")
+    os.symlink(tmp_path / "shared", root / "a" / "two")
+    with pytest.warns(UserWarning, match=r"skipped .*a/two: it leads back to .*shared \(a "
+                                         r"folder already walked\)"):
+        ds = ImageFolder(root)
+    assert [os.path.relpath(p, root) for p, _ in ds.samples] == \
+        ["a/1.png", "a/one/2.png", "b/1.png"]
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes need POSIX")
 def test_image_folder_never_opens_a_named_pipe(tmp_path):
     from weitiao.data import ImageFolder

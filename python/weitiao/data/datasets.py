@@ -215,9 +215,10 @@ class ImageFolder(FileDataset):
         samples, empty, special = [], [], []
         for label, name in enumerate(classes):
             folder = os.path.join(self.root, name)
-            found = [path for path in self._walk(folder) if is_image_file(path, self.extensions)]
-            special.extend(path for path in found if not os.path.isfile(path))
-            found = [path for path in found if os.path.isfile(path)]
+            found = []
+            for path in self._walk(folder):
+                if is_image_file(path, self.extensions):
+                    (found if os.path.isfile(path) else special).append(path)
             if not found:
                 empty.append(folder)
             samples.extend((path, label) for path in found)
@@ -242,18 +243,20 @@ class ImageFolder(FileDataset):
     @staticmethod
     def _walk(folder: str) -> list[str]:
         """Every file under ``folder``, following links but entering each real folder once:
-        a link to a folder already walked or above ``folder`` (a symlink cycle) is skipped
-        with a warning."""
+        a link back above ``folder`` (a symlink cycle) or to a folder already walked is
+        skipped with a warning."""
         top = os.path.realpath(folder)
         seen, entries = {top}, []
         for dirpath, dirnames, fnames in os.walk(folder, followlinks=True):
             dirnames.sort()
             for d in list(dirnames):
                 real = os.path.realpath(os.path.join(dirpath, d))
-                if real in seen or os.path.commonpath([real, top]) == real:
+                cycle = os.path.commonpath([real, top]) == real
+                if cycle or real in seen:
                     dirnames.remove(d)
+                    why = "a symlink cycle" if cycle else "a folder already walked"
                     warnings.warn(f"ImageFolder: skipped {os.path.join(dirpath, d)}: it leads "
-                                  f"back to {real} (a symlink cycle)", stacklevel=3)
+                                  f"back to {real} ({why})", stacklevel=3)
                 seen.add(real)
             entries.append((dirpath, sorted(fnames)))
         return [os.path.join(d, f) for d, fnames in sorted(entries) for f in fnames]

@@ -24,8 +24,8 @@ def frozen_paths(model: Classifier, freeze) -> list[str]:
     if freeze == "bottom-half":
         return [p for _, paths in stages[:(len(stages) + 1) // 2] for p in paths]
     if isinstance(freeze, bool):
-        raise TypeError("freeze: expected None, a stage name, a number of stages, a list of "
-                        "names or 'backbone', got True")
+        raise TypeError("freeze: expected None, a stage name, a number of stages, "
+                        "'bottom-half', a list of names or 'backbone', got True")
     if isinstance(freeze, int):
         if not 0 <= freeze <= len(stages):
             raise ValueError(f"freeze={freeze}: {type(model).__name__} has {len(stages)} "
