@@ -284,3 +284,15 @@ def test_a_nan_image_in_a_linear_probe_leaves_the_head_as_after_the_last_good_st
     with pytest.raises(ValueError, match=r"non-finite input: images \[\d+\] of this batch"):
         ft.fit((x, y), epochs=1, batch_size=4, scheduler=None, num_workers=0, verbose=False)
     _assert_same(ft.model, states[-1])
+
+
+def test_check_writable_names_a_folder_and_an_unwritable_folder(tmp_path, monkeypatch):
+    from weitiao.io import check_writable
+
+    with pytest.raises(IsADirectoryError, match=rf"cannot write {tmp_path}: it is a folder"):
+        check_writable(tmp_path)
+    assert check_writable(tmp_path / "m.safetensors") == str(tmp_path / "m.safetensors")
+    monkeypatch.setattr(os, "access", lambda path, mode: False)  # root ignores chmod
+    with pytest.raises(PermissionError, match=rf"cannot write .*m.safetensors: the folder "
+                                              rf"{tmp_path} is not writable"):
+        check_writable(tmp_path / "m.safetensors")

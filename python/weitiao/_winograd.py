@@ -7,7 +7,8 @@ def set_winograd(enabled: bool) -> None:
     where the batch has enough output tiles to pay for it (16 4x4 tiles; 128 above
     256 x 256 channels).
 
-    On by default: it does those convolutions up to 3.8 times faster than the im2col path.
+    On by default: it ran those convolutions up to 3.8 times faster than the im2col path
+    (AMD EPYC, AVX2, 2 threads; benchmarks/winograd_switch.py in docs/performance.md).
     Its price is rounding, about 1e-5 of a layer's largest output instead of 3e-7; through
     the 50 layers of a ResNet-50 that is about 3.5 times PyTorch's float32 gradient error
     (docs/performance.md). Turn it off to compare with another framework digit by digit.
