@@ -136,6 +136,13 @@ def sgemm_peak(threads: int, n: int = 2048, reps: int = 7, warmup: int = 2) -> f
 
 # ---------------------------------------------------------------- machine info
 
+def isa() -> str:
+    """"AVX-512" or "AVX2" (what the CPU offers the OpenBLAS kernels), for section names that
+    keep one table per instruction set side by side."""
+    flags = cpu_flags().split()
+    return "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE"
+
+
 def cpu_flags(wanted: Sequence[str] = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
               ) -> str:
     """Which of the SIMD flags that decide sgemm speed /proc/cpuinfo lists."""

@@ -23,19 +23,31 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-# name: (description, model, image size, frozen prefix or mode)
+# name: (description, model, image size, mode, batch or None for --batch)
 WORKLOADS = {
-    "r18_train_224": ("ResNet-18 training step, 224", "resnet18", 224, "train"),
-    "r18_train_112": ("ResNet-18 training step, 112", "resnet18", 112, "train"),
+    "r18_train_224": ("ResNet-18 training step, 224", "resnet18", 224, "train", None),
+    "r18_train_112": ("ResNet-18 training step, 112", "resnet18", 112, "train", None),
+    "r18_train_96": ("ResNet-18 training step, 96", "resnet18", 96, "train", None),
+    "r18_train_64": ("ResNet-18 training step, 64", "resnet18", 64, "train", None),
     "r18_frozen_224": ("ResNet-18 step, stem+layer1+layer2 frozen, 224", "resnet18", 224,
-                       "frozen"),
+                       "frozen", None),
     "r18_head_cached": ("ResNet-18 head only, 5 epochs over N images, 224", "resnet18", 224,
-                        "head"),
-    "lite0_train_224": ("EfficientNet-Lite0 training step, 224", "lite0", 224, "train"),
-    "r18_infer_224": ("ResNet-18 inference, 224", "resnet18", 224, "infer"),
-    "lite0_infer_224": ("EfficientNet-Lite0 inference, 224", "lite0", 224, "infer"),
-    "r50_train_224": ("ResNet-50 training step, 224", "resnet50", 224, "train"),
+                        "head", None),
+    "lite0_train_224": ("EfficientNet-Lite0 training step, 224", "lite0", 224, "train", None),
+    "lite0_train_112": ("EfficientNet-Lite0 training step, 112", "lite0", 112, "train", None),
+    "lite0_train_96": ("EfficientNet-Lite0 training step, 96", "lite0", 96, "train", None),
+    "lite0_train_64": ("EfficientNet-Lite0 training step, 64", "lite0", 64, "train", None),
+    "r18_infer_224": ("ResNet-18 inference, 224", "resnet18", 224, "infer", None),
+    "r18_infer_224_b8": ("ResNet-18 inference, 224", "resnet18", 224, "infer", 8),
+    "r18_infer_224_b1": ("ResNet-18 inference, 224", "resnet18", 224, "infer", 1),
+    "lite0_infer_224": ("EfficientNet-Lite0 inference, 224", "lite0", 224, "infer", None),
+    "lite0_infer_224_b8": ("EfficientNet-Lite0 inference, 224", "lite0", 224, "infer", 8),
+    "lite0_infer_224_b1": ("EfficientNet-Lite0 inference, 224", "lite0", 224, "infer", 1),
+    "r50_train_224": ("ResNet-50 training step, 224", "resnet50", 224, "train", None),
 }
+# PyTorch runs every workload in both memory formats and the ratio is taken against the
+# faster, except the head-only run (minutes per run for torch; NCHW only).
+TORCH_LAYOUTS = {"torch": "NCHW", "torch_cl": "channels_last"}
 # Forward GFLOPs per 224x224 image (multiply-adds x 2), scaled by (size/224)^2.
 FORWARD_GFLOP = {"resnet18": 3.64, "resnet50": 8.21, "lite0": 0.81}
 
@@ -104,10 +116,13 @@ def _torch_model(model_name: str):
     return {"resnet18": resnet18, "resnet50": resnet50}[model_name](num_classes=10)
 
 
-def _torch_runner(model_name: str, size: int, mode: str, batch: int, images: int):
+def _torch_runner(model_name: str, size: int, mode: str, batch: int, images: int,
+                  channels_last: bool):
     import torch
 
     model = _torch_model(model_name)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=layout)
     loss_fn = torch.nn.CrossEntropyLoss()
     if mode == "head":
         x = torch.randn(images, 3, size, size)
@@ -125,7 +140,7 @@ def _torch_runner(model_name: str, size: int, mode: str, batch: int, images: int
                     loss.backward()
                     opt.step()
         return run
-    x = torch.randn(batch, 3, size, size)
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=layout)
     y = torch.arange(batch) % 10
     if mode == "infer":
         model.eval()
@@ -152,12 +167,13 @@ def _torch_runner(model_name: str, size: int, mode: str, batch: int, images: int
 
 def child(args) -> None:
     """Run one workload for one library and print JSON: seconds per repetition, peak RSS."""
-    description, model_name, size, mode = WORKLOADS[args.child]
-    if args.lib == "torch":
+    description, model_name, size, mode, _ = WORKLOADS[args.child]
+    if args.lib in TORCH_LAYOUTS:
         import torch
 
         torch.set_num_threads(args.threads)
-        fn = _torch_runner(model_name, size, mode, args.batch, args.images)
+        fn = _torch_runner(model_name, size, mode, args.batch, args.images,
+                           channels_last=args.lib == "torch_cl")
     else:
         import weitiao
 
@@ -181,7 +197,7 @@ def run_child(name: str, lib: str, args) -> dict:
     # one timed run, no warm-up run, in each round.
     reps, warmup = (1, 0) if WORKLOADS[name][3] == "head" else (args.reps, args.warmup)
     cmd = [sys.executable, os.path.abspath(__file__), "--child", name, "--lib", lib,
-           "--threads", str(args.threads), "--batch", str(args.batch), "--reps",
+           "--threads", str(args.threads), "--batch", str(batch_of(name, args)), "--reps",
            str(reps), "--warmup", str(warmup), "--images", str(args.images)]
     out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
     if out.returncode != 0:
@@ -189,8 +205,16 @@ def run_child(name: str, lib: str, args) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def batch_of(name: str, args) -> int:
+    return WORKLOADS[name][4] or args.batch
+
+
+def libs_of(name: str) -> tuple[str, ...]:
+    return ("weitiao", "torch") if WORKLOADS[name][3] == "head" else ("weitiao", *TORCH_LAYOUTS)
+
+
 def gflop(name: str, batch: int, images: int) -> float:
-    _, model_name, size, mode = WORKLOADS[name]
+    _, model_name, size, mode, _ = WORKLOADS[name]
     per_image = FORWARD_GFLOP[model_name] * (size / 224) ** 2
     if mode == "head":
         return per_image * images  # the work a cached run cannot avoid: one forward pass
@@ -201,7 +225,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--child")
-    parser.add_argument("--lib", choices=("weitiao", "torch"))
+    parser.add_argument("--lib", choices=("weitiao", *TORCH_LAYOUTS))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--reps", type=int, default=3)
@@ -217,8 +241,8 @@ def main(argv=None) -> None:
         return child(args)
     if args.quick:
         args.batch, args.reps, args.images, args.rounds = 8, 1, 200, 1
-    from common import (OtherLoad, command_line, format_machine, machine_info, markdown_table,
-                        publish, sgemm_peak)
+    from common import (OtherLoad, command_line, cpu_model, format_machine, isa,
+                        machine_info, markdown_table, publish, sgemm_peak)
 
     import weitiao
 
@@ -227,26 +251,32 @@ def main(argv=None) -> None:
     rows = []
     with OtherLoad() as load:
         for name in args.only or WORKLOADS:
-            samples = {"weitiao": [], "torch": []}
-            rss = {"weitiao": 0.0, "torch": 0.0}
+            libs = libs_of(name)
+            samples = {lib: [] for lib in libs}
+            rss = {lib: 0.0 for lib in libs}
             for _ in range(args.rounds):
-                for lib in ("weitiao", "torch"):
+                for lib in libs:
                     result = run_child(name, lib, args)
                     samples[lib] += result["seconds"]
                     rss[lib] = max(rss[lib], result["rss_mb"])
             med = {lib: statistics.median(s) for lib, s in samples.items()}
             spread = {lib: (max(s) - min(s)) / med[lib] for lib, s in samples.items()}
-            rate = gflop(name, args.batch, args.images) / med["weitiao"]
-            rows.append([WORKLOADS[name][0], f"{med['weitiao']:.3f}", f"{med['torch']:.3f}",
-                         f"**{med['torch'] / med['weitiao']:.2f}**", f"{rss['weitiao']:.0f}",
-                         f"{rss['torch']:.0f}", f"{rate:.1f}", f"{rate / peak:.0%}",
-                         f"{spread['weitiao']:.0%}", f"{spread['torch']:.0%}"])
+            best = min(TORCH_LAYOUTS.keys() & med.keys(), key=med.get)
+            rate = gflop(name, batch_of(name, args), args.images) / med["weitiao"]
+            rows.append([WORKLOADS[name][0], str(batch_of(name, args)),
+                         f"{med['weitiao']:.3f}", f"{med['torch']:.3f}",
+                         f"{med['torch_cl']:.3f}" if "torch_cl" in med else "-",
+                         f"**{med[best] / med['weitiao']:.2f}**", f"{rss['weitiao']:.0f}",
+                         f"{rss[best]:.0f}", f"{rate:.1f}", f"{rate / peak:.0%}",
+                         f"{spread['weitiao']:.0%}", f"{spread[best]:.0%}"])
             print(rows[-1], flush=True)
-    table = markdown_table(["workload", "weitiao s", "torch s", "torch/weitiao",
-                            "weitiao peak RSS MB", "torch peak RSS MB", "weitiao GFLOP/s",
-                            "of sgemm peak", "weitiao spread", "torch spread"], rows)
+    table = markdown_table(["workload", "batch", "weitiao s", "torch NCHW s",
+                            "torch channels_last s", "faster torch/weitiao",
+                            "weitiao peak RSS MB", "faster torch peak RSS MB",
+                            "weitiao GFLOP/s", "of sgemm peak", "weitiao spread",
+                            "faster torch spread"], rows)
     publish([
-        f"### Workloads vs PyTorch, batch {args.batch}, {args.threads} threads",
+        f"### Workloads vs PyTorch, {args.threads} threads, {isa()} ({cpu_model()})",
         f"Command: `{command_line()}`",
         format_machine(machine_info()),
         f"- **sgemm peak**: {peak:.1f} GFLOP/s ({args.threads} concurrent single-threaded "
@@ -256,11 +286,14 @@ def main(argv=None) -> None:
         f"timed run, no warm-up); medians over all repetitions; peak RSS is the child's "
         f"maximum resident set",
         "Seconds are per training step (forward, backward, SGD with momentum), per inference "
-        "batch, or for the whole 5-epoch head-only run. GFLOP/s counts forward multiply-adds "
+        "batch (batch 1: the latency of one image), or for the whole 5-epoch head-only run. "
+        "PyTorch runs in both memory formats (NCHW and channels_last, torch.backends.mkldnn "
+        "defaults) and the ratio is against the faster of the two (the head-only run: NCHW "
+        "only). GFLOP/s counts forward multiply-adds "
         "x 2, x 3 for a training step; the cached head-only run is credited one forward "
         "pass over its images. Spread is (slowest - fastest repetition) / median.",
         table,
-    ], args.write, "workloads")
+    ], args.write, f"workloads-{isa()}")
 
 
 if __name__ == "__main__":
