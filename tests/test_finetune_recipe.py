@@ -310,3 +310,28 @@ def test_fit_epochs_must_be_an_int(source, epochs):
     with pytest.raises(TypeError, match="fit: epochs must be an int, got"):
         tuner.fit(imbalanced(), epochs=epochs, verbose=False)
     assert len(tuner.history) == 0
+
+
+def test_the_default_body_lr_is_the_source_familys_measured_one():
+    from weitiao.models import efficientnet_lite0, mobilenet_v2
+    from weitiao.models.mobilenet import MOBILENET_V2_CONFIG
+
+    def group_lrs(tuner):
+        return {g["name"]: g["lr"] for g in tuner.optimizer.param_groups}
+
+    mobile = mobilenet_v2(num_classes=3, rng=0)
+    tuner = FineTuner(mobile, num_classes=3)
+    assert tuner.lr == MOBILENET_V2_CONFIG.finetune_lr < 1e-2
+    assert group_lrs(tuner)["head"] == pytest.approx(10 * tuner.lr)
+    assert FineTuner(mobile, num_classes=3, lr=5e-2).lr == 5e-2
+    assert FineTuner(mobile, num_classes=3, from_scratch=True).lr == 1e-2
+    assert FineTuner(efficientnet_lite0(num_classes=3, rng=0), num_classes=3).lr == 1e-2
+    # a resized copy keeps the rate, and so does a checkpoint's config
+    resized = FineTuner(mobile, num_classes=3, image_size=64)
+    assert resized.model.config.finetune_lr == MOBILENET_V2_CONFIG.finetune_lr
+    from weitiao.models.config import ModelConfig
+
+    saved = ModelConfig.from_dict(resized.model.config.to_dict())
+    assert saved.finetune_lr == MOBILENET_V2_CONFIG.finetune_lr
+    older = {k: v for k, v in saved.to_dict().items() if k != "finetune_lr"}
+    assert ModelConfig.from_dict(older).finetune_lr == 1e-2

@@ -51,6 +51,21 @@ def test_compare_runs_the_three_arms(source, tmp_path):
     assert (tmp_path / "curves.png").stat().st_size > 1000
 
 
+def test_compare_fine_tunes_at_the_sources_rate_and_keeps_the_others_fixed():
+    import dataclasses
+
+    model = resnet18(rng=2)
+    model.config = dataclasses.replace(model.config.resized(32), finetune_lr=3e-3)
+    result = compare(model, _arrays(), _arrays(12, seed=1), epochs=1, batch_size=8,
+                     verbose=False)
+    initial = {name: {g["name"]: g["initial_lr"] for g in t.optimizer.param_groups}
+               for name, t in result.tuners.items()}
+    assert initial["fine-tune"]["body"] == pytest.approx(3e-3)
+    assert initial["fine-tune"]["head"] == pytest.approx(3e-2)
+    assert initial["scratch"]["body"] == pytest.approx(1e-2)
+    assert initial["linear probe"]["head"] == pytest.approx(1e-1)
+
+
 def test_compare_head_epochs_come_first_and_the_probe_gets_them_too(source):
     result = compare(source, _arrays(), _arrays(12, seed=1), epochs=1, head_epochs=2,
                      batch_size=8, verbose=False)

@@ -189,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     ft.add_argument("--val-split", type=_fraction, default=0.0,
                     help="hold out this fraction of --data (stratified) when no --val")
     ft.add_argument("--epochs", type=_at_least(1), default=5)
-    ft.add_argument("--lr", type=_positive, default=None, help="body learning rate (1e-2)")
+    ft.add_argument("--lr", type=_positive, default=None, help="body learning rate (default: the "
+                    "model's measured one, 1e-2 for EfficientNet-Lite0)")
     ft.add_argument("--head-lr-mult", type=_positive, default=None, help="head lr factor (10)")
     ft.add_argument("--freeze", default=None, help="stage name, number of stages, "
                     "comma-separated names, 'bottom-half' (the default), 'backbone', or "

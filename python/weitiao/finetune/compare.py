@@ -49,21 +49,23 @@ class Comparison:
         return self.table()
 
 
-def compare(source_model, train, val, *, classes=None, epochs: int = 8, lr: float = 1e-2,
+def compare(source_model, train, val, *, classes=None, epochs: int = 8, lr: float | None = None,
             scratch_lr: float | None = None, head_epochs: int = 0, augment="light",
             scheduler="warmup_cosine", linear_probe: bool = True, monitor="val",
             batch_size: int = 32, image_size: int | None = None, tta: str | None = None,
             seed: int = 0, verbose: bool = True, **fit_kwargs) -> Comparison:
     """Train three arms under one epoch budget and evaluate each on ``val``:
 
-    - "fine-tune": the pretrained body at ``lr`` with its bottom half frozen (FineTuner's
-      default freeze, experiment 7), the new head at 10x; with
+    - "fine-tune": the pretrained body at ``lr`` (default the source model's
+      ``config.finetune_lr``: 1e-2 for EfficientNet-Lite0, MobileNetV2's own from experiment
+      9) with its bottom half frozen (FineTuner's default freeze, experiment 7), the new head
+      at 10x; with
       ``head_epochs`` > 0, after that many epochs of the head alone on cached features
       (LP-FT, off by default: it did worse in experiment 5);
     - "scratch": the same architecture from a random initialisation, all at
-      ``scratch_lr`` (default ``lr``);
+      ``scratch_lr`` (default ``lr``, or 1e-2);
     - "linear probe" (``linear_probe=True``): the backbone frozen, its features cached, the
-      head at 10x ``lr`` for ``epochs + head_epochs`` epochs.
+      head at 10x ``lr`` (or 10x 1e-2) for ``epochs + head_epochs`` epochs.
 
     All three use the ``augment`` preset (default "light": the whole image, small shifts,
     scale and rotation, flips) with its evaluation pipeline, and ``scheduler`` (default
@@ -86,13 +88,14 @@ def compare(source_model, train, val, *, classes=None, epochs: int = 8, lr: floa
     if not (monitor in ("val", None) or isinstance(monitor, float)):
         raise ValueError(f"compare: monitor must be 'val', a fraction of train or None, got "
                          f"{monitor!r}")
+    fixed_lr = lr if lr is not None else 1e-2
     runs = {
         "fine-tune": (dict(lr=lr), dict(epochs=epochs, head_epochs=head_epochs)),
-        "scratch": (dict(lr=scratch_lr if scratch_lr is not None else lr, from_scratch=True),
-                    dict(epochs=epochs)),
+        "scratch": (dict(lr=scratch_lr if scratch_lr is not None else fixed_lr,
+                         from_scratch=True), dict(epochs=epochs)),
     }
     if linear_probe:
-        runs["linear probe"] = (dict(lr=lr, freeze="backbone"),
+        runs["linear probe"] = (dict(lr=fixed_lr, freeze="backbone"),
                                 dict(epochs=epochs + head_epochs))
     result = Comparison()
     for name, (options, budget) in runs.items():

@@ -47,9 +47,11 @@ class FineTuner:
     """Fine-tune a copy of ``source_model`` on a target dataset.
 
     ``num_classes`` or ``classes`` (names, in label order) sizes the new output layer.
-    ``lr`` is the body's learning rate (default 1e-2, measured better than d2l's smaller
-    rate on small targets: docs/experiments.md, experiments 3 and 5) for the mean
-    cross-entropy with SGD momentum 0.9; the new head gets ``lr * head_lr_mult`` (default
+    ``lr`` is the body's learning rate (default the source's ``config.finetune_lr``, measured
+    per family with the bottom half frozen: 1e-2 for EfficientNet-Lite0, better than d2l's
+    smaller rate on small targets, docs/experiments.md experiments 3, 5 and 7, and 1e-2 for
+    families not measured; MobileNetV2's lower one, experiment 9; 1e-2 from scratch) for the
+    mean cross-entropy with SGD momentum 0.9; the new head gets ``lr * head_lr_mult`` (default
     10, or 1 from scratch). ``freeze`` says which bottom layers keep their pretrained
     weights (no gradient, BatchNorm on its running statistics): "auto" (the default) is
     "bottom-half", the lower half of the stages rounded up (EfficientNet-Lite0: stem to
@@ -138,7 +140,8 @@ class FineTuner:
             freeze = None if from_scratch else "bottom-half"
         self.frozen = apply_freeze(model, freeze, train_bn)
         self._freeze_spec = (freeze, train_bn)
-        self.lr = lr if lr is not None else 1e-2
+        self.lr = lr if lr is not None else \
+            (1e-2 if from_scratch else source_model.config.finetune_lr)
         self.head_lr_mult = head_lr_mult if head_lr_mult is not None else \
             (1.0 if from_scratch else 10.0)
         self.layer_decay = layer_decay

@@ -29,6 +29,10 @@ class ModelConfig:
     ``input_size`` is the side of the square crop the network sees, ``resize_size`` the
     shorter side images are resized to before the centre crop at evaluation, ``mean`` and
     ``std`` the per-channel normalisation of [0, 1] RGB values used in pretraining.
+    ``finetune_lr`` is the body learning rate :class:`~weitiao.finetune.FineTuner` starts
+    from when given none: the rate measured best for this family with the bottom half frozen
+    on the validation splits of docs/experiments.md (1e-2 for EfficientNet-Lite0,
+    experiment 7; MobileNetV2's own, experiment 9).
     """
 
     input_size: int = 224
@@ -39,6 +43,7 @@ class ModelConfig:
     source: str = "ImageNet-1k"
     class_names: tuple[str, ...] = field(default=(), repr=False)
     class_synonyms: tuple[tuple[str, ...], ...] = field(default=(), repr=False)
+    finetune_lr: float = 1e-2
 
     @classmethod
     def imagenet(cls, **overrides) -> "ModelConfig":
@@ -58,11 +63,12 @@ class ModelConfig:
         return {"input_size": self.input_size, "resize_size": self.resize_size,
                 "mean": list(self.mean), "std": list(self.std),
                 "interpolation": self.interpolation, "source": self.source,
-                "class_names": list(self.class_names)}
+                "class_names": list(self.class_names), "finetune_lr": self.finetune_lr}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         return cls(input_size=int(d["input_size"]), resize_size=int(d["resize_size"]),
                    mean=tuple(d["mean"]), std=tuple(d["std"]),
                    interpolation=d.get("interpolation", "bilinear"),
-                   source=d.get("source", ""), class_names=tuple(d.get("class_names", ())))
+                   source=d.get("source", ""), class_names=tuple(d.get("class_names", ())),
+                   finetune_lr=float(d.get("finetune_lr", 1e-2)))
