@@ -6,10 +6,14 @@ Oracle: the weitiao model itself in eval mode on the same input. Tolerance: rtol
 |logit| of the batch: folding and onnxruntime's own kernels reorder float32 sums, and the
 measured differences are below 1e-6 of the largest logit.
 """
+import contextlib
+import io
 import json
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -199,26 +203,24 @@ def test_metadata_round_trip(tmp_path):
     assert json.loads(props["class_names"])[934] == "hotdog"
 
 
-def preprocess_from_metadata(image, meta):
-    """docs/export.md's preprocessing: a PIL image -> float32 (3, size, size), read from the
-    metadata only (no weitiao)."""
-    size, resize = json.loads(meta["input_size"]), json.loads(meta["resize_size"])
-    mean = np.array(json.loads(meta["mean"]), np.float32)[:, None, None]
-    std = np.array(json.loads(meta["std"]), np.float32)[:, None, None]
-    filters = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
-    image = image.convert("RGB")
-    if json.loads(meta["crop"]):
-        w, h = image.size
-        short = min(w, h)
-        image = image.resize((resize, int(resize * h / w)) if w == short else
-                             (int(resize * w / h), resize), filters[meta["interpolation"]])
-        w, h = image.size
-        left, top = int(round((w - size) / 2.0)), int(round((h - size) / 2.0))
-        image = image.crop((left, top, left + size, top + size))
-    else:
-        image = image.resize((size, size), filters[meta["interpolation"]])
-    x = np.asarray(image, np.float32).transpose(2, 0, 1) / 255.0
-    return (x - mean) / std
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "export.md"
+
+
+def docs_snippets() -> list[str]:
+    """The Python blocks of docs/export.md that run the exported file: the preprocessing,
+    then the onnxruntime session."""
+    blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text("utf-8"), re.S)
+    start = next(i for i, b in enumerate(blocks) if "def preprocess(" in b)
+    return blocks[start:start + 2]
+
+
+def _docs_preprocess():
+    namespace: dict = {}
+    exec(docs_snippets()[0], namespace)
+    return namespace["preprocess"]
+
+
+preprocess_from_metadata = _docs_preprocess()  # docs/export.md's, which uses no weitiao
 
 
 @pytest.fixture(scope="module")
@@ -260,6 +262,24 @@ def test_fine_tuned_five_class_model(tuned, fold_bn, tmp_path):
     softmax /= softmax.sum(axis=1, keepdims=True)
     np.testing.assert_allclose(softmax, probs, rtol=RTOL, atol=1e-6)
     assert names == [tuner.classes[i] for i in logits.argmax(axis=1)]
+
+
+def test_docs_snippet_gives_predict_answers(tuned, tmp_path, monkeypatch):
+    tuner, _ = tuned
+    monkeypatch.chdir(tmp_path)
+    weitiao.export.onnx(tuner, "photos.onnx")
+    for i, name in enumerate(["a.jpg", "b.jpg"]):
+        pixels = np.random.default_rng(10 + i).integers(0, 256, (60, 45, 3), np.uint8)
+        Image.fromarray(pixels).save(name)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        namespace: dict = {}
+        for block in docs_snippets():
+            exec(block, namespace)
+    names, probs = tuner.predict(["a.jpg", "b.jpg"])
+    printed = [line.split() for line in out.getvalue().splitlines()]
+    assert [p[0] for p in printed] == names
+    np.testing.assert_allclose([float(p[1]) for p in printed], probs.max(axis=1), rtol=1e-4)
 
 
 def test_centre_crop_metadata_matches_the_model_pipeline():
@@ -414,3 +434,12 @@ def test_layer_errors_name_the_layer(tmp_path):
         weitiao.export.onnx(Sequential(Conv2d(3, 2, 1, rng=0)), tmp_path / "m.onnx")
     with pytest.raises(TypeError, match=r"expected a weitiao model .* got str"):
         weitiao.export.onnx("resnet18", tmp_path / "m.onnx", 4)
+
+
+@pytest.mark.parametrize("module", ["graph", "onnx_export"])
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"weitiao.export.{module}"))
+    assert result.attempted > 0 and result.failed == 0
