@@ -1,4 +1,4 @@
-"""Command line: `python -m weitiao demo | finetune | predict | pretrain`.
+"""Command line: `python -m weitiao demo | finetune | predict | export | pretrain`.
 
 Every failure after parsing is one line on stderr, ``error: ...``, and exit status 1 (2 for
 what argparse refuses, 130 for Ctrl-C); ``WEITIAO_TRACEBACK=1`` shows the traceback instead.
@@ -141,6 +141,26 @@ def _predict(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    """Write a model saved by `finetune` as ONNX."""
+    from .export import onnx
+    from .export.onnx_export import require_onnx
+    from .finetune import FineTuner
+    from .io import check_writable
+
+    _file(args.model, "--model")
+    check_writable(args.onnx)
+    require_onnx()
+    tuner = FineTuner.load(args.model)
+    proto = onnx(tuner, args.onnx, input_size=args.image_size, fold_bn=args.fold_bn,
+                 opset=args.opset)
+    side = args.image_size or tuner.model.config.input_size
+    print(f"wrote {args.onnx}: {tuner.model.arch}, classes {', '.join(tuner.classes)}, input "
+          f"(N, 3, {side}, {side}), {len(proto.graph.node)} nodes, opset {args.opset}, "
+          f"{os.path.getsize(args.onnx) / 1e6:.1f} MB")
+    return 0
+
+
 def _pretrain(args) -> int:
     """Train resnet_small from scratch on some Fashion-MNIST classes and save it."""
     from .pretrain import pretrain
@@ -208,6 +228,18 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument("--model", required=True, help="a .safetensors file written by finetune")
     pr.add_argument("images", nargs="+")
     pr.set_defaults(run=_predict)
+
+    ex = sub.add_parser("export", help="write a fine-tuned model as ONNX, its preprocessing "
+                                       "and class names in the metadata")
+    ex.add_argument("--model", required=True, help="a .safetensors file written by finetune")
+    ex.add_argument("--onnx", required=True, metavar="PATH", help="the .onnx file to write")
+    ex.add_argument("--image-size", type=_at_least(8), default=None,
+                    help="input side in pixels (default: the size the model was trained at)")
+    ex.add_argument("--no-fold-bn", dest="fold_bn", action="store_false",
+                    help="write BatchNormalization nodes instead of folding them into the "
+                         "convolutions")
+    ex.add_argument("--opset", type=_at_least(17), default=17, help="ONNX opset (17 or newer)")
+    ex.set_defaults(run=_export)
 
     pt = sub.add_parser("pretrain", help="train a small source model from scratch "
                         "(resnet_small on Fashion-MNIST classes) for the transfer experiments")
