@@ -56,4 +56,12 @@ echo "installed in $(python -c "print(f'{$end - $start:.1f}')") s"
 cd "$work"  # away from the checkout, so only the installed package can be imported
 python -c 'import sys, weitiao; assert weitiao.__file__.startswith(sys.prefix), weitiao.__file__' \
     || die "weitiao was not imported from the fresh venv"
+# The wheel does not carry OpenBLAS: _C finds the scipy-openblas32 wheel's library through
+# its RUNPATH ($ORIGIN/../scipy_openblas32/lib) even before weitiao/__init__.py preloads it.
+python -c '
+import ctypes, glob, sysconfig
+so, = glob.glob(sysconfig.get_paths()["platlib"] + "/weitiao/_C.*.so")
+ctypes.CDLL(so)
+print("weitiao._C loads on its own, OpenBLAS found through its RUNPATH")' \
+    || die "weitiao._C cannot find libscipy_openblas.so by itself"
 python "$repo/scripts/wheel_smoke.py" --require-pretrained ${reference:+--compare-logits "$reference"}
