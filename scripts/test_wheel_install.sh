@@ -54,8 +54,9 @@ end=$(date +%s.%N)
 echo "installed in $(python -c "print(f'{$end - $start:.1f}')") s"
 
 cd "$work"  # away from the checkout, so only the installed package can be imported
+python -c 'import weitiao' || die "the installed wheel does not import (traceback above)"
 python -c 'import sys, weitiao; assert weitiao.__file__.startswith(sys.prefix), weitiao.__file__' \
-    || die "weitiao was not imported from the fresh venv"
+    || die "weitiao was imported from outside the fresh venv"
 # The wheel does not carry OpenBLAS: _C finds the scipy-openblas32 wheel's library through
 # its RUNPATH ($ORIGIN/../scipy_openblas32/lib) even before weitiao/__init__.py preloads it.
 python -c '
