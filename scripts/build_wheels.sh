@@ -51,7 +51,11 @@ src=$(ls -d "$work"/src/weitiao-*)
 for py in "${pythons[@]}"; do
     tag=$("$py" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
     echo "== wheel for $tag ($py), from $(basename "$sdist")"
-    builder=$(tool_venv "$py" "build-$tag" build)
+    if [ "$py" = "${pythons[0]}" ]; then
+        builder=$tools  # the sdist's venv has build already
+    else
+        builder=$(tool_venv "$py" "build-$tag" build)
+    fi
     "$builder" -m build --wheel --outdir "$work/raw-$tag" "$src" >"$work/wheel-$tag.log" 2>&1 \
         || { tail -40 "$work/wheel-$tag.log" >&2; die "the $tag wheel did not build (log above)"; }
     echo "== auditwheel repair ($tag)"
