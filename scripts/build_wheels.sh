@@ -33,7 +33,8 @@ mkdir -p dist wheelhouse
 tool_venv() {
     local py=$1 name=$2
     shift 2
-    "$py" -m venv "$work/$name" >&2 || die "'$py' cannot create a venv (Debian: apt-get install python3-venv)"
+    "$py" -m venv "$work/$name" >&2 \
+        || die "'$py' cannot create a venv (Debian: apt-get install python3-venv)"
     "$work/$name/bin/python" -m pip install -q "$@" >&2 || die "pip cannot install $* for '$py'"
     echo "$work/$name/bin/python"
 }

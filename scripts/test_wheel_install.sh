@@ -23,7 +23,8 @@ if [ -n "$reference" ]; then
 fi
 tag=$("$py" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
 wheels=(wheelhouse/weitiao-*-"$tag"-"$tag"-*manylinux*_x86_64.whl)
-[ -f "${wheels[0]}" ] || die "no $tag manylinux wheel in wheelhouse/: run scripts/build_wheels.sh $py"
+[ -f "${wheels[0]}" ] \
+    || die "no $tag manylinux wheel in wheelhouse/: run scripts/build_wheels.sh $py"
 [ ${#wheels[@]} -eq 1 ] || die "more than one $tag wheel in wheelhouse/: ${wheels[*]}"
 wheel=$repo/${wheels[0]}
 
@@ -33,8 +34,8 @@ trap 'rm -rf "$work"' EXIT
 # Shims that fail in place of every compiler name a build backend would try.
 mkdir "$work/no-compiler"
 for name in cc gcc c++ g++ clang clang++ x86_64-linux-gnu-gcc x86_64-linux-gnu-g++; do
-    printf '#!/bin/sh\necho "%s: no compiler here (hidden by test_wheel_install.sh)" >&2\nexit 127\n' \
-        "$name" >"$work/no-compiler/$name"
+    printf '#!/bin/sh\necho "%s: no compiler here (hidden by %s)" >&2\nexit 127\n' \
+        "$name" test_wheel_install.sh >"$work/no-compiler/$name"
     chmod +x "$work/no-compiler/$name"
 done
 
@@ -65,4 +66,5 @@ so, = glob.glob(sysconfig.get_paths()["platlib"] + "/weitiao/_C.*.so")
 ctypes.CDLL(so)
 print("weitiao._C loads on its own, OpenBLAS found through its RUNPATH")' \
     || die "weitiao._C cannot find libscipy_openblas.so by itself"
-python "$repo/scripts/wheel_smoke.py" --require-pretrained ${reference:+--compare-logits "$reference"}
+python "$repo/scripts/wheel_smoke.py" --require-pretrained \
+    ${reference:+--compare-logits "$reference"}
