@@ -13,7 +13,10 @@ import subprocess
 import numpy
 from setuptools import Extension, setup
 
-CFLAGS = ["-std=c99", "-O3", "-fopenmp", "-Wall", "-Wextra", "-fno-strict-aliasing"]
+# An undeclared function is an error, not a warning: it links, then fails at import with
+# "undefined symbol" (as PyDataMem_SetHandler did when NumPy hid it, below).
+CFLAGS = ["-std=c99", "-O3", "-fopenmp", "-Wall", "-Wextra", "-fno-strict-aliasing",
+          "-Werror=implicit-function-declaration"]
 LDFLAGS = ["-fopenmp"]
 
 # WEITIAO_SANITIZE=1: an AddressSanitizer + UndefinedBehaviorSanitizer build for
@@ -69,7 +72,11 @@ def extension():
         # the kernels, then the Python boundary (the only C that includes Python.h)
         sources=sorted(glob.glob("csrc/*.c")) + sorted(glob.glob("csrc/py/*.c")),
         include_dirs=["csrc", numpy.get_include(), *blas["include_dirs"]],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        # NumPy's headers offer only the C API of NPY_TARGET_VERSION, by default an older one
+        # that depends on the NumPy built against (NumPy 2.2, the last for Python 3.10, hides
+        # PyDataMem_SetHandler); 2.0 matches the numpy>=2 dependency.
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
+                       ("NPY_TARGET_VERSION", "NPY_2_0_API_VERSION")],
         extra_compile_args=CFLAGS + blas["extra_compile_args"],
         extra_link_args=LDFLAGS,
         library_dirs=blas["library_dirs"],

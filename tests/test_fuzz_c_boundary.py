@@ -94,7 +94,7 @@ SIGNATURES = {
 # Functions taking one positional argument (METH_O) or none (METH_NOARGS).
 ONE_ARG = ("set_num_threads", "set_array_handler", "set_array_cache_limit", "set_winograd")
 NO_ARGS = ("get_num_threads", "blas_info", "array_cache_handler", "array_cache_info",
-           "array_cache_clear", "get_winograd")
+           "array_cache_clear", "get_winograd", "vector_isa")
 
 # How each array argument is used: "in" a float32 input of fixed rank, "any" a float32 input
 # of any rank, "inplace" updated in place, "int" an integer input, "mask" dropout's uint8
@@ -522,6 +522,8 @@ def expected_results(fn: str, a: dict):
         return ["bool"]
     if fn in ("blas_info", "array_cache_info"):
         return ["dict"]
+    if fn == "vector_isa":
+        return ["str"]
     if fn in ("array_cache_handler", "set_array_handler"):
         return ["capsule"]
     return None  # a function this file does not model

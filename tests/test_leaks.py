@@ -144,6 +144,7 @@ def other_entries():
         "set_winograd": (lambda: _C.set_winograd(True), lambda: _C.set_winograd(1), TypeError),
         "get_winograd": (_C.get_winograd, lambda: _C.get_winograd(1), TypeError),
         "blas_info": (_C.blas_info, lambda: _C.blas_info(None), TypeError),
+        "vector_isa": (_C.vector_isa, lambda: _C.vector_isa(None), TypeError),
     }
     if hasattr(_C, "array_cache_handler"):
         handler = _C.array_cache_handler()

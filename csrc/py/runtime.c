@@ -4,6 +4,7 @@
 #include "methods.h"
 
 #include "block_cache.h"
+#include "cpu.h"
 #include "threads.h"
 
 static PyObject *py_set_num_threads(PyObject *Py_UNUSED(self), PyObject *arg) {
@@ -24,6 +25,10 @@ static PyObject *py_set_num_threads(PyObject *Py_UNUSED(self), PyObject *arg) {
 
 static PyObject *py_get_num_threads(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused)) {
     return PyLong_FromLong(wt_get_num_threads());
+}
+
+static PyObject *py_vector_isa(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused)) {
+    return PyUnicode_FromString(wt_vector_isa());
 }
 
 static PyObject *py_blas_info(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(unused)) {
@@ -110,6 +115,8 @@ PyMethodDef wt_runtime_methods[] = {
     {"set_num_threads", py_set_num_threads, METH_O,
      "set_num_threads(n): threads for the kernels and the BLAS."},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "get_num_threads() -> int."},
+    {"vector_isa", py_vector_isa, METH_NOARGS,
+     "vector_isa() -> the instruction set of the kernel versions this CPU runs."},
     {"blas_info", py_blas_info, METH_NOARGS,
      "blas_info() -> {'config': ..., 'corename': ...} of the linked OpenBLAS."},
     {NULL, NULL, 0, NULL},
