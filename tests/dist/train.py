@@ -1,0 +1,75 @@
+"""Fine-tune a tiny resnet_small on random 28x28 images and write every rank's weights.
+
+Run under ``mpiexec -n N`` or alone (one process without MPI); tests/test_dist.py launches it.
+
+    python tests/dist/train.py OUT_PREFIX [--epochs E] [--groups G] [--freeze backbone]
+        [--checkpoint PATH [--resume]] [--fail-rank R]
+
+writes OUT_PREFIX.rank<r>.npz (the model's state dict after fit, on every rank) and appends
+"save <rank>" to OUT_PREFIX.saves for each checkpoint a rank writes.
+"""
+import argparse
+import os
+
+import numpy as np
+
+from weitiao.data import ArrayDataset
+from weitiao.dist import env_rank
+from weitiao.finetune import FineTuner
+from weitiao.finetune import checkpoint as training_checkpoint
+from weitiao.models import resnet_small
+
+CLASSES = ["a", "b", "c"]
+
+
+class FailingImages(ArrayDataset):
+    """ArrayDataset whose fifth read on rank ``fail_rank`` raises."""
+
+    def __init__(self, images, labels, fail_rank: int):
+        super().__init__(images, labels, classes=CLASSES)
+        self.fail_rank, self.reads = fail_rank, 0
+
+    def __getitem__(self, index, rng=None):
+        self.reads += 1
+        if env_rank() == self.fail_rank and self.reads == 5:
+            raise OSError(f"cannot read sample {index} (injected failure on rank "
+                          f"{self.fail_rank})")
+        return super().__getitem__(index, rng)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--groups", type=int, default=4)
+    parser.add_argument("--freeze", default=None)
+    parser.add_argument("--checkpoint", default=None)
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--fail-rank", type=int, default=None)
+    args = parser.parse_args()
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (30, 28, 28), dtype=np.uint8)
+    labels = np.arange(30) % 3
+    train = ArrayDataset(images, labels, classes=CLASSES) if args.fail_rank is None else \
+        FailingImages(images, labels, args.fail_rank)
+
+    save = training_checkpoint.save
+
+    def logged_save(tuner, path, scheduler=None):
+        with open(args.out + ".saves", "a") as f:
+            f.write(f"save {env_rank()}\n")
+        save(tuner, path, scheduler)
+
+    training_checkpoint.save = logged_save
+    tuner = FineTuner(resnet_small(rng=1), classes=CLASSES, seed=3,
+                      freeze=args.freeze or None, augment="light", class_weight="balanced")
+    tuner.fit(train, args.epochs, batch_size=10, groups=args.groups, num_workers=1,
+              checkpoint=args.checkpoint, resume=args.resume, verbose=False)
+    state = tuner.model.state_dict()
+    np.savez(f"{args.out}.rank{env_rank()}.npz", **state)
+    print(f"rank {env_rank()} done, {len(tuner.history)} epochs, pid {os.getpid()}")
+
+
+if __name__ == "__main__":
+    main()
