@@ -3,7 +3,7 @@
 Run under ``mpiexec -n N`` or alone (one process without MPI); tests/test_dist.py launches it.
 
     python tests/dist/train.py OUT_PREFIX [--epochs E] [--groups G] [--freeze backbone]
-        [--checkpoint PATH [--resume]] [--fail-rank R]
+        [--checkpoint PATH [--resume] [--crash-after-save]] [--fail-rank R] [--allreduce]
 
 writes OUT_PREFIX.rank<r>.npz (the model's state dict after fit, on every rank) and appends
 "save <rank>" to OUT_PREFIX.saves for each checkpoint a rank writes.
@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from weitiao.data import ArrayDataset
-from weitiao.dist import env_rank
+from weitiao.dist import DataParallel, env_rank, launched_world
 from weitiao.finetune import FineTuner
 from weitiao.finetune import checkpoint as training_checkpoint
 from weitiao.models import resnet_small
@@ -46,6 +46,8 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--fail-rank", type=int, default=None)
+    parser.add_argument("--crash-after-save", action="store_true")
+    parser.add_argument("--allreduce", action="store_true")
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
@@ -60,11 +62,15 @@ def main() -> None:
         with open(args.out + ".saves", "a") as f:
             f.write(f"save {env_rank()}\n")
         save(tuner, path, scheduler)
+        if args.crash_after_save:
+            raise RuntimeError("simulated crash right after the first checkpoint")
 
     training_checkpoint.save = logged_save
     tuner = FineTuner(resnet_small(rng=1), classes=CLASSES, seed=3,
                       freeze=args.freeze or None, augment="light", class_weight="balanced")
-    tuner.fit(train, args.epochs, batch_size=10, groups=args.groups, num_workers=1,
+    comm = DataParallel(launched_world(), exact=False) if args.allreduce else None
+    tuner.fit(train, args.epochs, batch_size=10, num_workers=1, comm=comm,
+              groups=None if args.allreduce else args.groups,
               checkpoint=args.checkpoint, resume=args.resume, verbose=False)
     state = tuner.model.state_dict()
     np.savez(f"{args.out}.rank{env_rank()}.npz", **state)
