@@ -29,10 +29,11 @@ def owned_groups(groups: int, size: int, rank: int) -> range:
 class StepPlan:
     """One global batch's groups as one rank sees them.
 
-    ``mine``: (group index, start, stop) of this rank's non-empty groups, in group order;
-    ``counts``: how many non-empty groups each rank holds (every rank knows all counts, so
-    the reduction needs no extra message)."""
+    ``n``: the batch's samples; ``mine``: (group index, start, stop) of this rank's
+    non-empty groups, in group order; ``counts``: how many non-empty groups each rank
+    holds (every rank knows all counts, so the reduction needs no extra message)."""
 
+    n: int
     mine: list[tuple[int, int, int]]
     counts: list[int]
 
@@ -41,11 +42,11 @@ def plan_step(n: int, groups: int, size: int, rank: int) -> StepPlan:
     """The plan of a batch of ``n`` samples split into ``groups`` groups over ``size`` ranks.
 
     >>> plan_step(5, 4, 2, 1)
-    StepPlan(mine=[(2, 2, 3), (3, 3, 5)], counts=[1, 2])
+    StepPlan(n=5, mine=[(2, 2, 3), (3, 3, 5)], counts=[2, 2])
     """
     bounds = group_bounds(n, groups)
     counts = [sum(1 for g in owned_groups(groups, size, r) if bounds[g][1] > bounds[g][0])
               for r in range(size)]
     mine = [(g, *bounds[g]) for g in owned_groups(groups, size, rank)
             if bounds[g][1] > bounds[g][0]]
-    return StepPlan(mine, counts)
+    return StepPlan(n, mine, counts)

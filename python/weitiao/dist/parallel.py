@@ -18,7 +18,7 @@ import numpy as np
 
 from ..data import DataLoader
 from ..finetune.checkpoint import generators
-from ..finetune.guard import check_finite_input, diverged_error
+from ..finetune.guard import diverged_error
 from ..nn.norm import BatchNorm2d
 from .groups import plan_step
 from .reduce import allgather_rows, allreduce_sum, ordered_sum
@@ -215,23 +215,15 @@ class DataParallel:
             stop.requested = True
         if not np.isfinite(loss_sum):
             guard.restore()
-            for batch in shard.groups:
-                if batch is not None:
-                    check_finite_input(batch[0])
             if bad > 0:
-                raise ValueError("fit: non-finite input: an image of this batch on another "
-                                 "rank holds NaN or Inf (that rank's message names it); the "
-                                 "model was left as it was before this batch")
+                raise _non_finite_input(shard)
             raise diverged_error(loss_sum / denominator, tuner.optimizer.param_groups)
         grads = total[:n_grad] / np.float32(denominator)
-        offset = 0
-        for p in params:
-            p.grad = grads[offset:offset + p.size].reshape(p.shape)
-            offset += p.size
+        for p, part in zip(params, _split(grads, params)):
+            p.grad = part.reshape(p.shape)
         averaged = total[n_grad:n_grad + n_stats] / np.float32(ran)
-        for b in stats:
-            b[...] = averaged[offset - n_grad:offset - n_grad + b.size]
-            offset += b.size
+        for b, part in zip(stats, _split(averaged, stats)):
+            b[...] = part
         for m, count in zip(norms, tracked):
             m.num_batches_tracked[...] = count + 1
         tuner.optimizer.step()
@@ -246,21 +238,37 @@ class DataParallel:
         weight = tuner.loss_fn.weight
         denominator = float(np.sum(weight[labels], dtype=np.float64)) \
             if weight is not None and np.ndim(targets) == 1 else float(len(labels))
-        row[-7:-1] = (denominator, loss * denominator,
+        row[-_TAIL:-1] = (denominator, loss * denominator,
                       int((logits.argmax(axis=1) == labels).sum()), len(labels), 1,
                       0 if np.isfinite(loss) else not np.isfinite(x).all())
         if not np.isfinite(loss):
             return
         tuner.optimizer.zero_grad()
         backward(tuner.loss_fn.backward() * np.float32(denominator))
-        offset = 0
-        for p in params:
+        for p, part in zip(params, _split(row[:n_grad], params)):
             if p.grad is not None:
-                row[offset:offset + p.size] = p.grad.reshape(-1)
-            offset += p.size
-        for b in stats:
-            row[offset:offset + b.size] = b
-            offset += b.size
+                part[...] = p.grad.reshape(-1)
+        for b, part in zip(stats, _split(row[n_grad:], stats)):
+            part[...] = b
+
+
+def _non_finite_input(shard: Shard) -> ValueError:
+    """The error for a batch with NaN or Inf in its input, naming the positions this rank
+    holds (another rank's message names the others)."""
+    bad = [a + int(i) for (_, a, _), batch in zip(shard.plan.mine, shard.groups)
+           if batch is not None
+           for i in np.flatnonzero(~np.isfinite(batch[0].reshape(len(batch[0]), -1)).all(1))]
+    where = f"images {bad} of this batch (of {shard.plan.n})" if bad else \
+        f"images of this batch (of {shard.plan.n}) on another rank"
+    return ValueError(f"fit: non-finite input: {where} hold NaN or Inf, so the loss is not "
+                      f"finite; the model was left as it was before this batch (BatchNorm "
+                      f"statistics included); check those files or the transform")
+
+
+def _split(flat: np.ndarray, arrays: list) -> list[np.ndarray]:
+    """Consecutive views of ``flat`` sized like ``arrays``, from its start."""
+    cuts = np.cumsum([0] + [a.size for a in arrays])
+    return [flat[a:b] for a, b in zip(cuts[:-1], cuts[1:])]
 
 
 def data_parallel(comm=None, groups: int | None = None) -> DataParallel | None:
