@@ -58,9 +58,9 @@ def plain(tmp_path_factory):
 
 @pytest.mark.parametrize("n", [1, 2, 3])
 def test_weights_are_the_same_bits_for_1_2_3_ranks_and_without_mpi(tmp_path, plain, n):
-    from weitiao.models import resnet_small
+    from weitiao.models.small_resnet import SmallResNet
 
-    before = resnet_small(rng=1).state_dict()
+    before = SmallResNet(rng=1).state_dict()
     assert not np.array_equal(plain["layer1.0.conv1.weight"], before["layer1.0.conv1.weight"])
     ranks = train(tmp_path, f"n{n}", n)
     for r, state in enumerate(ranks):

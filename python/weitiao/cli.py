@@ -60,12 +60,18 @@ def _file(path: str, flag: str) -> str:
 
 def _demo(args) -> int:
     """Fine-tune vs scratch vs linear probe on the elpv solar-cell images."""
+    import tempfile
+
     from .demo import run
+    from .dist import env_rank
 
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
-    run(args.preset, seed=args.seed, out=args.out, num_workers=args.workers,
-        epochs=args.epochs, image_size=args.image_size, seeds=seeds, json_path=args.json,
-        cells=args.cells)
+    main = env_rank() == 0  # under mpiexec the other ranks write to a folder thrown away
+    with tempfile.TemporaryDirectory() as scratch:
+        run(args.preset, seed=args.seed, out=args.out if main else scratch,
+            num_workers=args.workers, epochs=args.epochs, image_size=args.image_size,
+            seeds=seeds, json_path=args.json if main else None, cells=args.cells,
+            verbose=main)
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Fine-tune a tiny resnet_small on random 28x28 images and write every rank's weights.
+"""Fine-tune a tiny resnet_small (with dropout) on random 28x28 images and write every rank's weights.
 
 Run under ``mpiexec -n N`` or alone (one process without MPI); tests/test_dist.py launches it.
 
@@ -17,9 +17,21 @@ from weitiao.data import ArrayDataset
 from weitiao.dist import DataParallel, env_rank, launched_world
 from weitiao.finetune import FineTuner
 from weitiao.finetune import checkpoint as training_checkpoint
-from weitiao.models import resnet_small
+from weitiao.models.small_resnet import SmallResNet
+from weitiao.nn import Dropout
 
 CLASSES = ["a", "b", "c"]
+
+
+class DropoutResNet(SmallResNet):
+    """resnet_small with dropout before fc: a random generator that every group must draw
+    from the same way whatever the rank count."""
+
+    chain = SmallResNet.chain[:-1] + ("drop", "fc")
+
+    def __init__(self):
+        super().__init__(rng=1)
+        self.drop = Dropout(0.3, rng=0)
 
 
 class FailingImages(ArrayDataset):
@@ -66,7 +78,7 @@ def main() -> None:
             raise RuntimeError("simulated crash right after the first checkpoint")
 
     training_checkpoint.save = logged_save
-    tuner = FineTuner(resnet_small(rng=1), classes=CLASSES, seed=3,
+    tuner = FineTuner(DropoutResNet(), classes=CLASSES, seed=3,
                       freeze=args.freeze or None, augment="light", class_weight="balanced")
     comm = DataParallel(launched_world(), exact=False) if args.allreduce else None
     tuner.fit(train, args.epochs, batch_size=10, num_workers=1, comm=comm,

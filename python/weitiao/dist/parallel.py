@@ -118,6 +118,13 @@ class DataParallel:
         return (f"DataParallel(rank={self.rank}, size={self.size}, groups={self.groups}, "
                 f"exact={self.exact})")
 
+    def check_same(self, value, what: str) -> None:
+        """Raise the same ValueError on every rank unless every rank passes an equal
+        ``value`` (what ``what`` names)."""
+        values = self.comm.allgather(value) if self.comm is not None else [value]
+        if any(v != values[0] for v in values):
+            raise ValueError(f"fit: the ranks disagree on the {what}: {values} by rank")
+
     # ------------------------------------------------------------------ batches
     def _plans(self, order: np.ndarray, batch_size: int, steps: int):
         for s in range(0, min(steps * batch_size, len(order)), batch_size):
@@ -149,25 +156,34 @@ class DataParallel:
                          verbose: bool) -> tuple[np.ndarray, np.ndarray]:
         """``batches.compute_features`` sharded: the dataset-order batches are split into
         contiguous runs, one per rank, and the features gathered on every rank. The batches
-        are the one-process ones, so the features are the same bits."""
+        are the one-process ones, and random layers below the head (dropout, drop-connect)
+        draw batch b from their generator jumped b times, so the features are the same bits
+        for any rank count."""
         from tqdm.auto import tqdm
 
         n, size = len(train_loader.dataset), train_loader.batch_size
         ordered = [np.arange(s, min(s + size, n)) for s in range(0, n, size)]
         mine = ordered[self.rank * len(ordered) // self.size:
                        (self.rank + 1) * len(ordered) // self.size]
+        first = self.rank * len(ordered) // self.size
         loader = _IndexLoader(train_loader, mine)
         loader.set_epoch(augment_pass)
+        gens = generators(model)
+        start = [g.bit_generator.state for g in gens]
         feats, labels, missing = [], [], 0
-        for idx, item in zip(mine, tqdm(loader, total=len(mine), unit="batch", leave=False,
-                                        desc=f"caching features (pass {augment_pass + 1})",
-                                        disable=not verbose)):
+        for b, (idx, item) in enumerate(zip(mine, tqdm(
+                loader, total=len(mine), unit="batch", leave=False,
+                desc=f"caching features (pass {augment_pass + 1})", disable=not verbose))):
             if item is _Skipped:
                 missing += len(idx)
                 continue
+            for gen, state in zip(gens, start):  # dropout below the head: batch b's draws
+                gen.bit_generator.state = _jumped(state, first + b)
             feats.append(model.forward_features(item[0]))
             labels.append(item[1])
             missing += len(idx) - len(item[1])
+        for gen, state in zip(gens, start):
+            gen.bit_generator.state = _jumped(state, len(ordered))
         if self.comm is not None:
             missing = sum(self.comm.allgather(missing))
         if missing:

@@ -324,8 +324,11 @@ class FineTuner:
         if resume and os.path.exists(checkpoint):
             sched_state = training_checkpoint.load(self, checkpoint)
             epochs -= sum(e.stage != "head" for e in self.history.epochs)
-            if epochs <= 0:
-                return self.history
+        if resume and self._parallel is not None:
+            self._parallel.check_same(len(self.history), "epochs found in the checkpoint "
+                                      f"{checkpoint} (put it where every rank sees it)")
+        if epochs <= 0:
+            return self.history
         train_ds = batches.as_dataset(train, self.classes, "train")
         if isinstance(val, float):
             train_ds, val_ds = self._hold_out(train_ds, val)
