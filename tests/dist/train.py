@@ -5,7 +5,8 @@ Run under ``mpiexec -n N`` or alone (one process without MPI); tests/test_dist.p
     python tests/dist/train.py OUT_PREFIX [--epochs E] [--groups G] [--freeze backbone]
         [--checkpoint PATH [--resume] [--crash-after-save]] [--fail-rank R] [--allreduce]
 
-writes OUT_PREFIX.rank<r>.npz (the model's state dict after fit, on every rank) and appends
+writes OUT_PREFIX.rank<r>.npz (the model's state dict after fit and the history's training
+loss, validation loss and accuracy per epoch ("history.loss", ...), on every rank) and appends
 "save <rank>" to OUT_PREFIX.saves for each checkpoint a rank writes.
 """
 import argparse
@@ -81,10 +82,16 @@ def main() -> None:
     tuner = FineTuner(DropoutResNet(), classes=CLASSES, seed=3,
                       freeze=args.freeze or None, augment="light", class_weight="balanced")
     comm = DataParallel(launched_world(), exact=False) if args.allreduce else None
-    tuner.fit(train, args.epochs, batch_size=10, num_workers=1, comm=comm,
+    val = ArrayDataset(rng.integers(0, 256, (13, 28, 28), dtype=np.uint8), np.arange(13) % 3,
+                       classes=CLASSES)
+    tuner.fit(train, args.epochs, val=val, batch_size=10, num_workers=1, comm=comm,
               groups=None if args.allreduce else args.groups,
               checkpoint=args.checkpoint, resume=args.resume, verbose=False)
-    state = tuner.model.state_dict()
+    state = dict(tuner.model.state_dict())
+    epochs = tuner.history.epochs
+    state["history.loss"] = np.array([e.loss for e in epochs])
+    state["history.val_loss"] = np.array([e.val_loss for e in epochs])
+    state["history.val_accuracy"] = np.array([e.val_accuracy for e in epochs])
     np.savez(f"{args.out}.rank{env_rank()}.npz", **state)
     print(f"rank {env_rank()} done, {len(tuner.history)} epochs, pid {os.getpid()}")
 

@@ -162,10 +162,7 @@ class DataParallel:
         from tqdm.auto import tqdm
 
         n, size = len(train_loader.dataset), train_loader.batch_size
-        ordered = [np.arange(s, min(s + size, n)) for s in range(0, n, size)]
-        mine = ordered[self.rank * len(ordered) // self.size:
-                       (self.rank + 1) * len(ordered) // self.size]
-        first = self.rank * len(ordered) // self.size
+        first, mine = self._my_batches(n, size)
         loader = _IndexLoader(train_loader, mine)
         loader.set_epoch(augment_pass)
         gens = generators(model)
@@ -183,7 +180,7 @@ class DataParallel:
             labels.append(item[1])
             missing += len(idx) - len(item[1])
         for gen, state in zip(gens, start):
-            gen.bit_generator.state = _jumped(state, len(ordered))
+            gen.bit_generator.state = _jumped(state, -(-n // size))
         if self.comm is not None:
             missing = sum(self.comm.allgather(missing))
         if missing:
@@ -193,6 +190,25 @@ class DataParallel:
         local = np.concatenate(feats) if feats else np.zeros((0, 0), np.float32)
         local_labels = np.concatenate(labels) if labels else np.zeros(0, np.int64)
         return (allgather_rows(self.comm, local), allgather_rows(self.comm, local_labels))
+
+    def _my_batches(self, n: int, batch_size: int) -> tuple[int, list[np.ndarray]]:
+        """The dataset-order batches of ``n`` samples this rank takes: a contiguous run
+        (index of its first, the batches), floor(r b / N) to floor((r + 1) b / N) of b."""
+        ordered = [np.arange(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+        first = self.rank * len(ordered) // self.size
+        return first, ordered[first:(self.rank + 1) * len(ordered) // self.size]
+
+    def eval_batches(self, loader: DataLoader):
+        """This rank's batches of an unshuffled evaluation ``loader`` (the one-process
+        batches, so each gives the same bits), for :meth:`gather_rows`."""
+        for item in _IndexLoader(loader, self._my_batches(len(loader.dataset),
+                                                          loader.batch_size)[1]):
+            if item is not _Skipped:
+                yield item
+
+    def gather_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Every rank's ``rows`` in rank order, on every rank (see ``allgather_rows``)."""
+        return allgather_rows(self.comm, rows)
 
     # ------------------------------------------------------------------ one step
     def step(self, tuner, shard: Shard, forward, backward, guard, stop) -> tuple[float, int,

@@ -637,14 +637,17 @@ class FineTuner:
         loader = batches.loader(ds, self.preprocess(train=False), batch_size, False, False,
                                 self.seed, num_workers)
         labels, probs = [], []
+        mine = loader if self._parallel is None else self._parallel.eval_batches(loader)
         with self._evaluating():
-            for x, y in loader:
+            for x, y in mine:
                 probs.append(self._probabilities(x, tta))
                 labels.append(y)
         k = len(self.classes)
-        return Evaluation.from_probabilities(
-            np.concatenate(probs) if probs else np.zeros((0, k)),
-            np.concatenate(labels) if labels else np.zeros(0, np.int64), self.classes)
+        probs = np.concatenate(probs) if probs else np.zeros((0, k))
+        labels = np.concatenate(labels) if labels else np.zeros(0, np.int64)
+        if self._parallel is not None:  # validation in fit: each rank did its batches
+            probs, labels = self._parallel.gather_rows(probs), self._parallel.gather_rows(labels)
+        return Evaluation.from_probabilities(probs, labels, self.classes)
 
     def predict(self, images, batch_size: int = 32,
                 tta: str | None = None) -> tuple[list[str], np.ndarray]:
