@@ -70,6 +70,8 @@ def test_data_parallel_options_are_checked():
         DataParallel(groups=0)
     with pytest.raises(ValueError, match="groups must be an int >= 1, got True"):
         DataParallel(groups=True)
+    with pytest.raises(ValueError, match="sync_bn=True needs exact=False"):
+        DataParallel(sync_bn=True)
     with pytest.raises(ValueError, match="groups applies to exact=True only"):
         DataParallel(FakeComm(0, 2), groups=4, exact=False)
     with pytest.raises(ValueError, match="3 ranks but groups=2 .* pass groups >= 3"):
@@ -138,6 +140,18 @@ def test_grouped_gradients_are_the_batch_gradients_where_batchnorm_uses_running_
                                                            rel=1e-5)
 
 
+def test_synchronised_batchnorm_in_one_process_is_the_plain_batchnorm():
+    plain = fitted(None, freeze=None)
+    synced = FineTuner(resnet_small(rng=1), classes=CLASSES, seed=2, class_weight="balanced",
+                       augment="none", freeze=None)
+    synced.fit(tiny_data(), 1, batch_size=5, num_workers=0, verbose=False,
+               comm=DataParallel(exact=False, sync_bn=True))
+    for key, value in plain.model.state_dict().items():
+        # float64 statistics in numpy against the C kernel's: rounding only
+        np.testing.assert_allclose(synced.model.state_dict()[key], value, rtol=1e-4,
+                                   atol=1e-5, err_msg=key)
+
+
 def test_grouped_training_keeps_the_model_on_non_finite_input():
     tuner = FineTuner(resnet_small(rng=1), classes=CLASSES, freeze=None, augment="none")
     before = {k: v.copy() for k, v in tuner.model.state_dict().items()}
@@ -149,7 +163,7 @@ def test_grouped_training_keeps_the_model_on_non_finite_input():
         np.testing.assert_array_equal(value, before[key], err_msg=key)
 
 
-@pytest.mark.parametrize("name", ["groups", "reduce", "launch"])
+@pytest.mark.parametrize("name", ["groups", "reduce", "launch", "sync_bn"])
 def test_docstring_examples(name):
     import doctest
     import importlib

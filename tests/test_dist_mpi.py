@@ -84,6 +84,17 @@ def test_allreduce_mode_matches_the_grouped_rule_with_one_group_per_rank(tmp_pat
                                        err_msg=key)
 
 
+def test_synchronised_batchnorm_matches_one_process_over_the_whole_batch(tmp_path):
+    # without dropout: the plain loop draws one mask for the batch, ranks draw their own
+    alone = train(tmp_path, "plain", None, "--groups", "0", "--dropout", "0")[0]
+    for state in train(tmp_path, "n3", 3, "--allreduce", "--sync-bn", "--dropout", "0"):
+        for key in alone:
+            # float64 statistics in numpy against the C kernel's, and another summation
+            # order, over 6 SGD steps
+            np.testing.assert_allclose(state[key], alone[key], rtol=1e-4, atol=1e-5,
+                                       err_msg=key)
+
+
 def test_only_rank_0_writes_checkpoints_and_a_resume_with_other_ranks_is_exact(tmp_path,
                                                                                 plain):
     ckpt = str(tmp_path / "run.safetensors")

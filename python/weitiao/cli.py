@@ -123,12 +123,16 @@ def _finetune(args) -> int:
                       freeze=_freeze_arg(args.freeze), image_size=args.image_size,
                       seed=args.seed)
     parallel = None
-    if args.allreduce:
+    if args.allreduce or args.sync_bn:
+        flag = "--sync-bn" if args.sync_bn else "--allreduce"
+        if args.groups:
+            raise ValueError(f"{flag} splits each batch by rank, not into --groups; give "
+                             f"one of them")
         world = launched_world()
         if world is None:
-            raise ValueError("--allreduce: no MPI launcher started this process; run it "
-                             "under mpiexec -n N")
-        parallel = DataParallel(world, exact=False)
+            raise ValueError(f"{flag}: no MPI launcher started this process; run it under "
+                             f"mpiexec -n N")
+        parallel = DataParallel(world, exact=False, sync_bn=args.sync_bn)
     main = env_rank() == 0  # under mpiexec only rank 0 prints and saves
     say = print if main else (lambda *_: None)
     say(f"fine-tuning {args.model} on {len(train)} images of {len(train.classes)} classes "
@@ -226,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     spread.add_argument("--allreduce", action="store_true",
                         help="under mpiexec: BatchNorm per rank and MPI's Allreduce, faster "
                              "but not bit-identical across rank counts")
+    ft.add_argument("--sync-bn", action="store_true",
+                    help="with --allreduce (implied): BatchNorm statistics over the whole "
+                         "batch across the ranks")
     ft.set_defaults(run=_finetune)
 
     pr = sub.add_parser("predict", help="classify images with a fine-tuned model")

@@ -1,9 +1,11 @@
-"""Fine-tune a tiny resnet_small (with dropout) on random 28x28 images and write every rank's weights.
+"""Fine-tune a tiny resnet_small (with dropout) on random 28x28 images; write every rank's
+weights.
 
 Run under ``mpiexec -n N`` or alone (one process without MPI); tests/test_dist.py launches it.
 
-    python tests/dist/train.py OUT_PREFIX [--epochs E] [--groups G] [--freeze backbone]
-        [--checkpoint PATH [--resume] [--crash-after-save]] [--fail-rank R] [--allreduce]
+    python tests/dist/train.py OUT_PREFIX [--epochs E] [--groups G (0: the plain loop)]
+        [--freeze backbone] [--checkpoint PATH [--resume] [--crash-after-save]]
+        [--fail-rank R] [--allreduce [--sync-bn]] [--dropout P]
 
 writes OUT_PREFIX.rank<r>.npz (the model's state dict after fit and the history's training
 loss, validation loss and accuracy per epoch ("history.loss", ...), on every rank) and appends
@@ -30,9 +32,9 @@ class DropoutResNet(SmallResNet):
 
     chain = SmallResNet.chain[:-1] + ("drop", "fc")
 
-    def __init__(self):
+    def __init__(self, p: float):
         super().__init__(rng=1)
-        self.drop = Dropout(0.3, rng=0)
+        self.drop = Dropout(p, rng=0)
 
 
 class FailingImages(ArrayDataset):
@@ -61,6 +63,8 @@ def main() -> None:
     parser.add_argument("--fail-rank", type=int, default=None)
     parser.add_argument("--crash-after-save", action="store_true")
     parser.add_argument("--allreduce", action="store_true")
+    parser.add_argument("--sync-bn", action="store_true", help="with --allreduce")
+    parser.add_argument("--dropout", type=float, default=0.3)
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
@@ -79,13 +83,14 @@ def main() -> None:
             raise RuntimeError("simulated crash right after the first checkpoint")
 
     training_checkpoint.save = logged_save
-    tuner = FineTuner(DropoutResNet(), classes=CLASSES, seed=3,
+    tuner = FineTuner(DropoutResNet(args.dropout), classes=CLASSES, seed=3,
                       freeze=args.freeze or None, augment="light", class_weight="balanced")
-    comm = DataParallel(launched_world(), exact=False) if args.allreduce else None
+    comm = DataParallel(launched_world(), exact=False, sync_bn=args.sync_bn) \
+        if args.allreduce else None
     val = ArrayDataset(rng.integers(0, 256, (13, 28, 28), dtype=np.uint8), np.arange(13) % 3,
                        classes=CLASSES)
     tuner.fit(train, args.epochs, val=val, batch_size=10, num_workers=1, comm=comm,
-              groups=None if args.allreduce else args.groups,
+              groups=None if args.allreduce or args.groups == 0 else args.groups,
               checkpoint=args.checkpoint, resume=args.resume, verbose=False)
     state = dict(tuner.model.state_dict())
     epochs = tuner.history.epochs

@@ -12,6 +12,7 @@ a group's arithmetic depends on the rank count, so the weights are the same bits
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,7 @@ from ..finetune.guard import diverged_error
 from ..nn.norm import BatchNorm2d
 from .groups import plan_step
 from .reduce import allgather_rows, allreduce_sum, ordered_sum
+from .sync_bn import SyncBatchNorm
 
 DEFAULT_GROUPS = 8
 # The tail of each group's row: loss denominator, summed loss, correct predictions,
@@ -83,17 +85,24 @@ class DataParallel:
     ``exact=False``: each rank's shard is one micro-batch (BatchNorm per rank, as
     PyTorch's DistributedDataParallel), gradients are summed by ``Allreduce``: less
     arithmetic and one message of the gradient size, but the last bits depend on the rank
-    count.
+    count. ``sync_bn=True`` (with ``exact=False``) normalises with the statistics of the
+    whole global batch (:class:`~weitiao.dist.sync_bn.SyncBatchNorm`), as one process does,
+    at two small all-reduces per BatchNorm layer and step.
 
     >>> from mpi4py import MPI  # doctest: +SKIP
     >>> ft.fit(train, comm=DataParallel(MPI.COMM_WORLD, exact=False))  # doctest: +SKIP
     """
 
-    def __init__(self, comm=None, groups: int | None = None, exact: bool = True):
+    def __init__(self, comm=None, groups: int | None = None, exact: bool = True,
+                 sync_bn: bool = False):
         self.comm = comm
         self.rank = comm.Get_rank() if comm is not None else 0
         self.size = comm.Get_size() if comm is not None else 1
         self.exact = bool(exact)
+        self.sync_bn = bool(sync_bn)
+        if self.sync_bn and self.exact:
+            raise ValueError("DataParallel: sync_bn=True needs exact=False (synchronised "
+                             "statistics are over each rank's whole share of the batch)")
         if groups is not None and (isinstance(groups, bool) or not isinstance(groups, int)
                                    or groups < 1):
             raise ValueError(f"DataParallel: groups must be an int >= 1, got {groups!r}")
@@ -116,7 +125,7 @@ class DataParallel:
 
     def __repr__(self) -> str:
         return (f"DataParallel(rank={self.rank}, size={self.size}, groups={self.groups}, "
-                f"exact={self.exact})")
+                f"exact={self.exact}, sync_bn={self.sync_bn})")
 
     def check_same(self, value, what: str) -> None:
         """Raise the same ValueError on every rank unless every rank passes an equal
@@ -224,6 +233,8 @@ class DataParallel:
         n_grad = sum(p.size for p in params)
         n_stats = sum(b.size for b in stats)
         rows = np.zeros((len(shard.groups), n_grad + n_stats + _TAIL), np.float32)
+        if self.sync_bn:
+            self._check_every_rank_has_samples(shard)
         gens = generators(tuner.model)
         guard.save()
         start = [g.bit_generator.state for g in gens]
@@ -235,7 +246,8 @@ class DataParallel:
             guard.restore()
             for gen, state in zip(gens, start):
                 gen.bit_generator.state = _jumped(state, group)
-            self._group_row(tuner, row, batch, forward, backward, params, stats, n_grad)
+            with SyncBatchNorm(self.comm, tuner.model) if self.sync_bn else nullcontext():
+                self._group_row(tuner, row, batch, forward, backward, params, stats, n_grad)
         for gen, state in zip(gens, start):
             gen.bit_generator.state = _jumped(state, self.groups)
         if self.exact:
@@ -261,6 +273,18 @@ class DataParallel:
         tuner.optimizer.step()
         return loss_sum / denominator, int(round(correct)), int(round(seen))
 
+    def _check_every_rank_has_samples(self, shard: Shard) -> None:
+        """Synchronised BatchNorm needs every rank in every layer's all-reduce: raise the
+        same error on every rank when one has no sample in this batch."""
+        empty = [r for r, k in enumerate(shard.plan.counts) if k == 0]
+        if not empty and self.comm is not None:
+            mine = int(all(batch is None for batch in shard.groups))
+            empty = [r for r, e in enumerate(self.comm.allgather(mine)) if e]
+        if empty:
+            raise ValueError(f"fit: sync_bn: ranks {empty} have no sample in a batch of "
+                             f"{shard.plan.n} (a short last batch, or every sample skipped "
+                             f"as unreadable); pass drop_last=True or use fewer ranks")
+
     @staticmethod
     def _group_row(tuner, row, batch, forward, backward, params, stats, n_grad) -> None:
         x, labels = batch
@@ -273,9 +297,7 @@ class DataParallel:
         row[-_TAIL:-1] = (denominator, loss * denominator,
                       int((logits.argmax(axis=1) == labels).sum()), len(labels), 1,
                       0 if np.isfinite(loss) else not np.isfinite(x).all())
-        if not np.isfinite(loss):
-            return
-        tuner.optimizer.zero_grad()
+        tuner.optimizer.zero_grad()  # backward even at a NaN loss: every rank runs it
         backward(tuner.loss_fn.backward() * np.float32(denominator))
         for p, part in zip(params, _split(row[:n_grad], params)):
             if p.grad is not None:
