@@ -5,7 +5,7 @@ Run under ``mpiexec -n N`` or alone (one process without MPI); tests/test_dist.p
 
     python tests/dist/train.py OUT_PREFIX [--epochs E] [--groups G (0: the plain loop)]
         [--freeze backbone] [--checkpoint PATH [--resume] [--crash-after-save]]
-        [--fail-rank R] [--allreduce [--sync-bn]] [--dropout P]
+        [--fail-rank R] [--allreduce [--sync-bn]] [--dropout P] [--samples N]
 
 writes OUT_PREFIX.rank<r>.npz (the model's state dict after fit and the history's training
 loss, validation loss and accuracy per epoch ("history.loss", ...), on every rank) and appends
@@ -65,11 +65,13 @@ def main() -> None:
     parser.add_argument("--allreduce", action="store_true")
     parser.add_argument("--sync-bn", action="store_true", help="with --allreduce")
     parser.add_argument("--dropout", type=float, default=0.3)
+    parser.add_argument("--samples", type=int, default=32,
+                        help="32: the last batch of 2 leaves a rank without a group at N=3")
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (30, 28, 28), dtype=np.uint8)
-    labels = np.arange(30) % 3
+    images = rng.integers(0, 256, (args.samples, 28, 28), dtype=np.uint8)
+    labels = np.arange(args.samples) % 3
     train = ArrayDataset(images, labels, classes=CLASSES) if args.fail_rank is None else \
         FailingImages(images, labels, args.fail_rank)
 
