@@ -41,9 +41,11 @@ def ordered_sum(comm, rows: np.ndarray, counts: list[int]) -> np.ndarray:
     length = rows.shape[1]
     cuts = [length * j // size for j in range(size + 1)]
     lens = [cuts[j + 1] - cuts[j] for j in range(size)]
-    send = np.concatenate([rows[:, cuts[j]:cuts[j + 1]].ravel() for j in range(size)]) \
-        if len(rows) else np.zeros(0, np.float32)
     send_counts = [len(rows) * n for n in lens]
+    send = np.empty(sum(send_counts), np.float32)
+    for j, offset in enumerate(_offsets(send_counts)):  # slice j of every row, for rank j
+        send[offset:offset + send_counts[j]].reshape(len(rows), lens[j])[...] = \
+            rows[:, cuts[j]:cuts[j + 1]]
     recv_counts = [c * lens[rank] for c in counts]
     recv = np.empty(sum(recv_counts), np.float32)
     comm.Alltoallv([send, (send_counts, _offsets(send_counts)), MPI.FLOAT],
