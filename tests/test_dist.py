@@ -92,6 +92,16 @@ def test_launchers_are_recognised_by_their_environment_variables():
     assert env_rank({"PMI_RANK": "2"}) == 2 and env_rank({}) == 0
 
 
+def test_threads_per_rank_share_the_cores_unless_the_launcher_bound_them(monkeypatch):
+    from weitiao.dist import launch
+
+    monkeypatch.setattr(launch.os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(launch, "_default_threads", lambda: 8)
+    assert launch.rank_threads(4) == 2 and launch.rank_threads(16) == 1
+    monkeypatch.setattr(launch, "_default_threads", lambda: 2)  # bound to 2 of 8 cores
+    assert launch.rank_threads(4) == 2
+
+
 def test_no_launcher_means_no_mpi4py_import(monkeypatch):
     for name in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK"):
         monkeypatch.delenv(name, raising=False)

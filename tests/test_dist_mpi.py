@@ -56,8 +56,8 @@ def plain(tmp_path_factory):
     return train(tmp_path_factory.mktemp("plain"), "plain", None)[0]
 
 
-@pytest.mark.parametrize("n", [1, 2, 3])
-def test_weights_are_the_same_bits_for_1_2_3_ranks_and_without_mpi(tmp_path, plain, n):
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_weights_are_the_same_bits_for_1_2_3_4_ranks_and_without_mpi(tmp_path, plain, n):
     from weitiao.models.small_resnet import SmallResNet
 
     before = SmallResNet(rng=1).state_dict()

@@ -14,6 +14,8 @@ import os
 import sys
 import traceback
 
+from .._threads import _default_threads, set_num_threads
+
 # (rank, size, ranks on this node) as MPICH/Intel MPI (PMI), Open MPI, MVAPICH and PMIx
 # (srun --mpi=pmix) set them; None where a launcher has no such variable.
 _LAUNCHERS = (
@@ -49,12 +51,22 @@ def _env_int(env, name: str | None) -> int | None:
         return None
 
 
+def rank_threads(local_ranks: int) -> int:
+    """Threads for one of ``local_ranks`` ranks on this machine: the cores this process may
+    run on, divided by ``local_ranks`` unless the launcher already bound it to fewer cores
+    than the machine has (then each rank has its own)."""
+    cores = _default_threads()
+    if cores >= (os.cpu_count() or cores):
+        cores //= max(local_ranks, 1)
+    return max(cores, 1)
+
+
 def launched_world():
     """``MPI.COMM_WORLD`` when an MPI launcher started this process and mpi4py is
     installed; None when no launcher did. Under a launcher of more than one rank without
     mpi4py, an ImportError says what to install (each rank would otherwise train alone).
     The first call also sets the kernels' threads per rank: ``OMP_NUM_THREADS`` if set,
-    else this machine's cores divided by the ranks on it."""
+    else :func:`rank_threads`."""
     global _threads_set
     names = _launcher(os.environ)
     if names is None:
@@ -71,11 +83,8 @@ def launched_world():
                           f"is not installed, so every rank would train alone; "
                           f"pip install 'weitiao[mpi]', or run without mpiexec") from None
     if not _threads_set:
-        from .._threads import _default_threads, set_num_threads
-
-        local = _env_int(os.environ, names[2]) or 1
-        threads = _env_int(os.environ, "OMP_NUM_THREADS") or _default_threads() // local
-        set_num_threads(max(1, threads))
+        set_num_threads(max(1, _env_int(os.environ, "OMP_NUM_THREADS")
+                            or rank_threads(_env_int(os.environ, names[2]) or 1)))
         _threads_set = True
     return MPI.COMM_WORLD
 
