@@ -21,7 +21,7 @@ from ..data import DataLoader
 from ..finetune.checkpoint import generators
 from ..finetune.guard import diverged_error
 from ..nn.norm import BatchNorm2d
-from .groups import plan_step
+from .groups import StepPlan, plan_step
 from .reduce import allgather_rows, allreduce_sum, ordered_sum
 from .sync_bn import SyncBatchNorm
 
@@ -38,7 +38,7 @@ class Shard:
     they are and how many every rank holds."""
 
     groups: list
-    plan: object
+    plan: StepPlan
 
 
 class _Skipped:
