@@ -60,12 +60,18 @@ def _file(path: str, flag: str) -> str:
 
 def _demo(args) -> int:
     """Fine-tune vs scratch vs linear probe on the elpv solar-cell images."""
+    import tempfile
+
     from .demo import run
+    from .dist import env_rank
 
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
-    run(args.preset, seed=args.seed, out=args.out, num_workers=args.workers,
-        epochs=args.epochs, image_size=args.image_size, seeds=seeds, json_path=args.json,
-        cells=args.cells)
+    main = env_rank() == 0  # under mpiexec the other ranks write to a folder thrown away
+    with tempfile.TemporaryDirectory() as scratch:
+        run(args.preset, seed=args.seed, out=args.out if main else scratch,
+            num_workers=args.workers, epochs=args.epochs, image_size=args.image_size,
+            seeds=seeds, json_path=args.json if main else None, cells=args.cells,
+            verbose=main)
     return 0
 
 
@@ -84,6 +90,7 @@ def _freeze_arg(text: str | None):
 def _finetune(args) -> int:
     """Fine-tune a pretrained model on an image folder and save it."""
     from .data import ImageFolder, stratified_split
+    from .dist import DataParallel, env_rank, launched_world
     from .finetune import FineTuner
     from .io import check_writable
     from .models import create_model
@@ -115,16 +122,30 @@ def _finetune(args) -> int:
     tuner = FineTuner(source, classes=train.classes, lr=args.lr, head_lr_mult=args.head_lr_mult,
                       freeze=_freeze_arg(args.freeze), image_size=args.image_size,
                       seed=args.seed)
-    print(f"fine-tuning {args.model} on {len(train)} images of {len(train.classes)} classes "
-          f"({', '.join(train.classes)})")
+    parallel = None
+    if args.allreduce or args.sync_bn:
+        flag = "--sync-bn" if args.sync_bn else "--allreduce"
+        if args.groups:
+            raise ValueError(f"{flag} splits each batch by rank, not into --groups; give "
+                             f"one of them")
+        world = launched_world()
+        if world is None:
+            raise ValueError(f"{flag}: no MPI launcher started this process; run it under "
+                             f"mpiexec -n N")
+        parallel = DataParallel(world, exact=False, sync_bn=args.sync_bn)
+    main = env_rank() == 0  # under mpiexec only rank 0 prints and saves
+    say = print if main else (lambda *_: None)
+    say(f"fine-tuning {args.model} on {len(train)} images of {len(train.classes)} classes "
+        f"({', '.join(train.classes)})")
     history = tuner.fit(train, args.epochs, val=val, batch_size=args.batch_size,
-                        num_workers=args.workers)
-    print(history)
+                        num_workers=args.workers, comm=parallel, groups=args.groups)
+    say(history)
     if history.epochs and history.epochs[-1].interrupted:
-        print(f"training was interrupted; {args.out} was not written")
+        say(f"training was interrupted; {args.out} was not written")
         return 130
-    tuner.save(args.out)
-    print(f"saved {args.out}")
+    if main:
+        tuner.save(args.out)
+    say(f"saved {args.out}")
     return 0
 
 
@@ -222,6 +243,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="what to do with unreadable images")
     ft.add_argument("--seed", type=int, default=0)
     ft.add_argument("--out", default="model.safetensors")
+    spread = ft.add_mutually_exclusive_group()
+    spread.add_argument("--groups", type=_at_least(1), default=None,
+                        help="micro-batch groups per batch under mpiexec (default 8): the "
+                             "weights are the same bits for any number of ranks up to it "
+                             "(docs/distributed.md)")
+    spread.add_argument("--allreduce", action="store_true",
+                        help="under mpiexec: BatchNorm per rank and MPI's Allreduce, faster "
+                             "but not bit-identical across rank counts")
+    ft.add_argument("--sync-bn", action="store_true",
+                    help="with --allreduce (implied): BatchNorm statistics over the whole "
+                         "batch across the ranks")
     ft.set_defaults(run=_finetune)
 
     pr = sub.add_parser("predict", help="classify images with a fine-tuned model")

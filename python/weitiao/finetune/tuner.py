@@ -21,6 +21,7 @@ import numpy as np
 from ..data.augment import preset_eval_crop
 from ..data.loader import class_balanced_weights
 from ..data.splits import stratified_split
+from ..dist.launch import abort_job_on_error
 from ..io.atomic import check_writable
 from ..io.errors import CheckpointError, describe
 from ..memory import array_cache
@@ -152,6 +153,7 @@ class FineTuner:
         self.reuse_report: ReuseReport | None = None
         self._cache: dict = {}
         self._ema: WeightEMA | None = None
+        self._parallel = None  # a weitiao.dist.DataParallel while fit runs over ranks
         if reuse_classifier is not None:
             self.reuse_classifier(reuse_classifier)
 
@@ -249,14 +251,15 @@ class FineTuner:
         return not any(p.requires_grad for p in self.model.parameters() if id(p) not in head)
 
     # ------------------------------------------------------------------ training
+    @abort_job_on_error
     def fit(self, train, epochs: int = 5, val=None, *, batch_size: int = 32,
             scheduler="warmup_cosine", num_workers: int = 2, shuffle: bool = True,
             drop_last: bool = False, cache_features="auto", augment_passes: int = 1,
             checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 1,
             resume: bool = False, head_epochs: int = 0, sampler: str | None = None,
             early_stopping: int | None = None, restore_best: bool = False,
-            ema: float | None = None, unfreeze: str | None = None,
-            verbose: bool = True) -> History:
+            ema: float | None = None, unfreeze: str | None = None, comm=None,
+            groups: int | None = None, verbose: bool = True) -> History:
         """Train for ``epochs`` more epochs and return the History (also ``self.history``).
 
         ``train`` and ``val`` are datasets (ImageFolder, ArrayDataset, ...; without a
@@ -292,7 +295,20 @@ class FineTuner:
         ends with the same weights as an uninterrupted run. A checkpoint does not hold the
         best epoch's weights of ``restore_best`` nor the ``ema`` average: a resumed run
         starts both afresh from the epoch it resumes at.
+
+        ``comm`` (an mpi4py communicator such as ``MPI.COMM_WORLD``, or a
+        :class:`weitiao.dist.DataParallel`) trains data-parallel: each rank computes its
+        shard of every batch; under ``mpiexec`` it is picked up by itself. Only rank 0
+        writes the checkpoint and shows progress bars. ``groups`` splits each batch into
+        that many micro-batch groups (default 8 over MPI), BatchNorm statistics per group,
+        summed in group order, so the weights are bit-identical for any number of ranks
+        and to ``fit(groups=G)`` without MPI (docs/distributed.md).
         """
+        from ..dist import data_parallel
+
+        self._parallel = data_parallel(comm, groups)
+        if self._parallel is not None:
+            verbose = verbose and self._parallel.is_main
         if isinstance(epochs, bool) or not isinstance(epochs, int):
             raise TypeError(f"fit: epochs must be an int, got {type(epochs).__name__} "
                             f"{epochs!r}")
@@ -311,8 +327,11 @@ class FineTuner:
         if resume and os.path.exists(checkpoint):
             sched_state = training_checkpoint.load(self, checkpoint)
             epochs -= sum(e.stage != "head" for e in self.history.epochs)
-            if epochs <= 0:
-                return self.history
+        if resume and self._parallel is not None:
+            self._parallel.check_same(len(self.history), "epochs found in the checkpoint "
+                                      f"{checkpoint} (put it where every rank sees it)")
+        if epochs <= 0:
+            return self.history
         train_ds = batches.as_dataset(train, self.classes, "train")
         if isinstance(val, float):
             train_ds, val_ds = self._hold_out(train_ds, val)
@@ -387,7 +406,8 @@ class FineTuner:
                 if sched is not None and not per_batch:
                     sched.step()
                 done = epoch + 1 - start
-                if checkpoint is not None and (done % checkpoint_every == 0 or done == epochs):
+                if checkpoint is not None and (done % checkpoint_every == 0 or done == epochs) \
+                        and (self._parallel is None or self._parallel.is_main):
                     training_checkpoint.save(self, checkpoint, sched)
                 if early_stopping is not None and best is not None and \
                         epoch - best[1] >= early_stopping:
@@ -526,14 +546,17 @@ class FineTuner:
         guard = self._guard(forward)
         try:
             for x, y in bar:
-                loss, right = self._train_step(x, y, forward, backward, guard)
+                if self._parallel is None:
+                    (loss, right), n = self._train_step(x, y, forward, backward, guard), len(y)
+                else:
+                    loss, right, n = self._parallel.step(self, x, forward, backward, guard, stop)
                 if self._ema is not None:
                     self._ema.update()
                 if sched is not None and per_batch:
                     sched.step()
-                loss_sum += loss * len(y)
+                loss_sum += loss * n
                 correct += right
-                seen += len(y)
+                seen += n
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
                 if stop.requested:
                     interrupted = True
@@ -549,7 +572,9 @@ class FineTuner:
 
     def _epoch(self, loader, epoch, sched, per_batch, stop, verbose) -> EpochRecord:
         loader.set_epoch(epoch)
-        return self._run_batches(iter(loader), len(loader), epoch, self.model,
+        batch_iter = iter(loader) if self._parallel is None else \
+            self._parallel.loader_batches(loader, epoch)
+        return self._run_batches(batch_iter, len(loader), epoch, self.model,
                                  self.model.backward, sched, per_batch, stop, verbose)
 
     def _epoch_cached(self, loader, dataset, epoch, passes, batch_size, drop_last, shuffle,
@@ -559,12 +584,14 @@ class FineTuner:
         began = time.perf_counter()
         if key not in self._cache:
             self._cache = {k: v for k, v in self._cache.items() if k[1] == id(dataset)}
-            self._cache[key] = batches.compute_features(self.model, loader, p, verbose)
+            compute = batches if self._parallel is None else self._parallel
+            self._cache[key] = compute.compute_features(self.model, loader, p, verbose)
         caching = time.perf_counter() - began
         features, labels = self._cache[key]
         order = loader.order(epoch)
+        split = batches if self._parallel is None else self._parallel
         record = self._run_batches(
-            batches.array_batches(features, labels, order, batch_size, drop_last),
+            split.array_batches(features, labels, order, batch_size, drop_last),
             batches.cached_steps(len(labels), batch_size, drop_last), epoch,
             self.model.forward_head, self.model.backward_head, sched, per_batch, stop,
             verbose)
@@ -613,14 +640,17 @@ class FineTuner:
         loader = batches.loader(ds, self.preprocess(train=False), batch_size, False, False,
                                 self.seed, num_workers)
         labels, probs = [], []
+        mine = loader if self._parallel is None else self._parallel.eval_batches(loader)
         with self._evaluating():
-            for x, y in loader:
+            for x, y in mine:
                 probs.append(self._probabilities(x, tta))
                 labels.append(y)
         k = len(self.classes)
-        return Evaluation.from_probabilities(
-            np.concatenate(probs) if probs else np.zeros((0, k)),
-            np.concatenate(labels) if labels else np.zeros(0, np.int64), self.classes)
+        probs = np.concatenate(probs) if probs else np.zeros((0, k))
+        labels = np.concatenate(labels) if labels else np.zeros(0, np.int64)
+        if self._parallel is not None:  # validation in fit: each rank did its batches
+            probs, labels = self._parallel.gather_rows(probs), self._parallel.gather_rows(labels)
+        return Evaluation.from_probabilities(probs, labels, self.classes)
 
     def predict(self, images, batch_size: int = 32,
                 tta: str | None = None) -> tuple[list[str], np.ndarray]:
