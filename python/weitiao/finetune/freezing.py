@@ -52,6 +52,31 @@ def frozen_paths(model: Classifier, freeze) -> list[str]:
     return paths
 
 
+def freeze_cuts(model: Classifier) -> list[tuple[tuple, list[str]]]:
+    """The distinct ways ``freeze=`` can cut ``model``, from the input up: (the freeze values
+    that make the cut, the module paths it freezes). Stage k's cut is made by ``k`` and by
+    its name; "bottom-half" and "backbone" join the cut that freezes the same parameters,
+    or make their own. ``model.summary()`` draws these.
+
+    >>> [values for values, _ in freeze_cuts(resnet18())]  # doctest: +SKIP
+    [(1, 'stem'), (2, 'layer1'), (3, 'layer2', 'bottom-half'), (4, 'layer3'),
+     (5, 'layer4', 'backbone')]
+    """
+    def params(paths):
+        return frozenset(id(p) for path in paths for p in model.get_submodule(path).parameters())
+
+    cuts = [([k, name], frozen_paths(model, k)) for k, (name, _) in enumerate(model.stages, 1)]
+    sets = [params(paths) for _, paths in cuts]
+    for value in ("bottom-half", "backbone"):
+        paths = frozen_paths(model, value)
+        same = [i for i, s in enumerate(sets) if s == params(paths)]
+        if same:
+            cuts[same[0]][0].append(value)
+        else:
+            cuts.append(([value], paths))
+    return [(tuple(values), paths) for values, paths in cuts]
+
+
 def apply_freeze(model: Classifier, freeze, train_bn: bool = True) -> list[str]:
     """Freeze what ``freeze`` names (see :func:`frozen_paths`) and, with ``train_bn=False``,
     every BatchNorm layer too (running statistics, no affine updates). Returns the frozen

@@ -42,13 +42,37 @@ class BatchGuard:
 _KEPT = "the model was left as it was before this batch (BatchNorm statistics included)"
 
 
+def non_finite_images(x: np.ndarray) -> list[int]:
+    """Indices of the images of batch ``x`` (N, ...) holding NaN or Inf."""
+    if x.size == 0:
+        return []
+    return np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1)).tolist()
+
+
 def check_finite_input(x: np.ndarray) -> None:
     """Raise a ValueError naming the images of batch ``x`` that hold NaN or Inf, if any."""
-    bad = np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(axis=1))
-    if bad.size:
-        raise ValueError(f"fit: non-finite input: images {bad.tolist()} of this batch (of "
+    bad = non_finite_images(x)
+    if bad:
+        raise ValueError(f"fit: non-finite input: images {bad} of this batch (of "
                          f"{len(x)}) hold NaN or Inf, so the loss is not finite; {_KEPT}; "
                          f"check those files or the transform") from None
+
+
+def check_finite_output(probs: np.ndarray, x: np.ndarray, what: str, first: int) -> None:
+    """After an evaluation forward: when the probabilities of batch ``x`` (whose first
+    sample is number ``first``) are not all finite, raise a ValueError naming the input
+    images that hold NaN or Inf. Only ``probs`` (N, K) is scanned unless something is
+    wrong."""
+    if np.isfinite(probs).all():
+        return
+    bad = [first + i for i in non_finite_images(x)]
+    if bad:
+        raise ValueError(f"{what}: non-finite input: images {bad} hold NaN or Inf after "
+                         f"preprocessing, so their class probabilities would be NaN; check "
+                         f"those files or the transform")
+    raise FloatingPointError(f"{what}: the model gave non-finite outputs on finite images "
+                             f"{first}..{first + len(x) - 1}: its weights hold NaN or Inf "
+                             f"(a diverged training run?)")
 
 
 def diverged_error(loss: float, param_groups: list[dict]) -> FloatingPointError:

@@ -36,7 +36,7 @@ from . import checkpoint as training_checkpoint
 from .ema import WeightEMA
 from .freezing import apply_freeze, frozen_paths
 from .evaluation import TTA_VIEWS, Evaluation, log_softmax, tta_views
-from .guard import BatchGuard, check_finite_input, diverged_error
+from .guard import BatchGuard, check_finite_input, check_finite_output, diverged_error
 from .history import EpochRecord, History
 from .interrupt import StopOnInterrupt
 from .label_map import ReuseReport, auto_mapping, copy_rows, resolve_mapping
@@ -622,10 +622,14 @@ class FineTuner:
         finally:
             self.model.train(was_training)
 
-    def _probabilities(self, x: np.ndarray, tta: str | None) -> np.ndarray:
-        """Class probabilities of a preprocessed batch, averaged over the TTA views."""
+    def _probabilities(self, x: np.ndarray, tta: str | None, what: str,
+                       first: int) -> np.ndarray:
+        """Class probabilities of a preprocessed batch, averaged over the TTA views; a
+        ValueError naming the images (numbered from ``first``) if some hold NaN or Inf."""
         views = tta_views(x, tta)
-        return sum(np.exp(log_softmax(self.model(v))) for v in views) / len(views)
+        probs = sum(np.exp(log_softmax(self.model(v))) for v in views) / len(views)
+        check_finite_output(probs, x, what, first)
+        return probs
 
     def evaluate(self, data, batch_size: int = 64, num_workers: int = 2,
                  tta: str | None = None) -> Evaluation:
@@ -639,12 +643,13 @@ class FineTuner:
         ds = batches.as_dataset(data, self.classes, "data")
         loader = batches.loader(ds, self.preprocess(train=False), batch_size, False, False,
                                 self.seed, num_workers)
-        labels, probs = [], []
+        labels, probs, seen = [], [], 0
         mine = loader if self._parallel is None else self._parallel.eval_batches(loader)
         with self._evaluating():
             for x, y in mine:
-                probs.append(self._probabilities(x, tta))
+                probs.append(self._probabilities(x, tta, "evaluate", seen))
                 labels.append(y)
+                seen += len(y)
         k = len(self.classes)
         probs = np.concatenate(probs) if probs else np.zeros((0, k))
         labels = np.concatenate(labels) if labels else np.zeros(0, np.int64)
@@ -663,7 +668,8 @@ class FineTuner:
         if len(x) == 0:
             return [], np.zeros((0, len(self.classes)), np.float32)
         with self._evaluating():
-            probs = np.concatenate([self._probabilities(x[i:i + batch_size], tta)
+            probs = np.concatenate([self._probabilities(x[i:i + batch_size], tta,
+                                                        "predict", i)
                                     for i in range(0, len(x), batch_size)])
         return [self.classes[i] for i in probs.argmax(axis=1)], probs.astype(np.float32)
 

@@ -220,11 +220,9 @@ def _efficientnet_lite(arch: str, num_classes: int, weights, rng, dropout_rate: 
 
     path = _imagenet_checkpoint(arch) if weights == "imagenet" else weights
     try:
-        model.load_state_dict(load_state_dict(path))
+        model.load_source(load_state_dict(path), num_classes, rng=rng)
     except ValueError as e:
         raise ValueError(f"{arch}: {path} does not fit this architecture: {e}") from None
-    if num_classes != 1000:
-        model.replace_head(num_classes, rng=rng)
     return model
 
 

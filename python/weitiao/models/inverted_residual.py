@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _C
-from ..nn.module import Module, backward_chain, forward_chain, plan_chain
+from ..nn.module import (Module, backward_chain, check_planned, forward_chain,
+                         mark_if_called_directly, plan_chain)
 
 
 class InvertedResidualBase(Module):
@@ -37,6 +38,7 @@ class InvertedResidualBase(Module):
         return out_needs
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        mark_if_called_directly(self)
         out = forward_chain(self._main(), x)
         if not self.has_skip:
             return out
@@ -49,6 +51,7 @@ class InvertedResidualBase(Module):
         return _C.add(out, x)
 
     def backward(self, grad_out: np.ndarray):
+        check_planned(self)
         grad_main = grad_out
         if self._keep is not None:
             grad_main = grad_out * self._keep[:, None, None, None]

@@ -157,11 +157,11 @@ def mobilenet_v2(num_classes: int = 1000, weights=None, rng=None, progress: bool
         model = MobileNetV2(num_classes, dropout, rng=rng)
     else:
         model = MobileNetV2(1000, dropout, rng=rng)
+        model.arch = "mobilenet_v2"
         if isinstance(weights, str) and weights == "imagenet":
             weights = shipped_checkpoint()
-        load_weights(model, weights, MOBILENET_V2_WEIGHTS, "mobilenet_v2", progress=progress)
-        if num_classes != 1000:
-            model.replace_head(num_classes, rng=rng)
+        load_weights(model, weights, MOBILENET_V2_WEIGHTS, "mobilenet_v2", num_classes,
+                     rng=rng, progress=progress)
     model.arch = "mobilenet_v2"
     model.arch_kwargs = {"dropout": dropout}
     return model

@@ -10,7 +10,8 @@ from ..nn import init
 from ..nn.activation import ReLU
 from ..nn.conv import Conv2d
 from ..nn.linear import Flatten, Linear
-from ..nn.module import Module, Sequential, backward_chain, forward_chain, plan_chain
+from ..nn.module import (Module, Sequential, backward_chain, check_planned, forward_chain,
+                         mark_if_called_directly, plan_chain)
 from ..nn.norm import BatchNorm2d
 from ..nn.pooling import AdaptiveAvgPool2d, MaxPool2d
 from .base import Classifier
@@ -37,11 +38,13 @@ class _Residual(Module):
         return out_needs
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        mark_if_called_directly(self)
         out = forward_chain(self._main(), x)
         identity = self.downsample(x) if self.downsample is not None else x
         return self.relu(_C.add(out, identity))
 
     def backward(self, grad_out: np.ndarray):
+        check_planned(self)
         g = self.relu.backward(grad_out)
         grad_main = backward_chain(self._main(), g) if self._main_needs else None
         if self.downsample is not None:
@@ -151,9 +154,9 @@ def _resnet(arch: str, block, layers, num_classes: int, weights, rng, progress: 
         model = ResNet(block, layers, num_classes, rng=rng)
     else:
         model = ResNet(block, layers, 1000, rng=rng)
-        load_weights(model, weights, RESNET_WEIGHTS[arch], arch, progress=progress)
-        if num_classes != 1000:
-            model.replace_head(num_classes, rng=rng)
+        model.arch = arch
+        load_weights(model, weights, RESNET_WEIGHTS[arch], arch, num_classes, rng=rng,
+                     progress=progress)
     model.arch = arch
     return model
 

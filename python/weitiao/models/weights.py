@@ -86,14 +86,15 @@ def resolve(weights, known: dict[str, str], arch: str, progress: bool = True) ->
     return download(_mirror(url), dest, match.group(1) if match else None, progress)
 
 
-def load_weights(model, weights, known: dict[str, str], arch: str,
-                 progress: bool = True) -> None:
-    """Load ``weights`` (see :func:`resolve`) into model by parameter name."""
+def load_weights(model, weights, known: dict[str, str], arch: str, num_classes: int,
+                 rng=None, progress: bool = True) -> None:
+    """Load ``weights`` (see :func:`resolve`) into model by parameter name and size its
+    output layer to ``num_classes`` (see ``Classifier.load_source``)."""
     from ..io import load_state_dict
 
     path = resolve(weights, known, arch, progress)
     state = load_state_dict(path)
     try:
-        model.load_state_dict(state)
+        model.load_source(state, num_classes, rng=rng)
     except ValueError as e:
         raise ValueError(f"{arch}: {path} does not fit this architecture: {e}") from None

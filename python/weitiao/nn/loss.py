@@ -40,6 +40,9 @@ class CrossEntropyLoss:
         self._grad = None
 
     def __call__(self, logits: np.ndarray, targets: np.ndarray, need_grad: bool = True) -> float:
+        if np.shape(logits)[:1] == (0,):
+            raise ValueError("CrossEntropyLoss: an empty batch (0 rows of logits): the mean "
+                             "loss over no samples is undefined (NaN); skip empty batches")
         if np.ndim(targets) == 2:
             loss, grad = _C.soft_cross_entropy(
                 logits, np.ascontiguousarray(targets, dtype=np.float32), self.label_smoothing,

@@ -71,7 +71,8 @@ class Module:
         object.__setattr__(self, "training", True)
         object.__setattr__(self, "frozen", False)
         object.__setattr__(self, "input_needs_grad", False)
-        object.__setattr__(self, "keeps_activations", False)
+        # None until planned: forward() called directly, outside any module call.
+        object.__setattr__(self, "keeps_activations", None)
 
     # ------------------------------------------------------------------ attributes
     def __setattr__(self, name: str, value) -> None:
@@ -238,13 +239,16 @@ class Module:
                                           "same_kind")]
         problems = []
         if mismatched:
-            problems.append("shape mismatch for " + "; ".join(mismatched))
+            problems.append("shape mismatch for " + _listed(mismatched, "; "))
         if wrong_kind:
-            problems.append("dtype mismatch for " + "; ".join(wrong_kind))
+            problems.append("dtype mismatch for " + _listed(wrong_kind, "; "))
         if strict and missing:
-            problems.append("missing keys: " + ", ".join(missing))
+            problems.append("missing keys: " + _listed(missing))
         if strict and unexpected:
-            problems.append("unexpected keys: " + ", ".join(unexpected))
+            problems.append("unexpected keys: " + _listed(unexpected))
+        if problems and own and len(missing) == len(own):
+            problems.append("none of the checkpoint's names is one of this model's: it holds "
+                            "another architecture (or its names carry a prefix to strip)")
         if problems:
             raise ValueError(f"{type(self).__name__}.load_state_dict: " + ". ".join(problems))
         for k, target in own.items():
@@ -294,12 +298,24 @@ class Module:
         return input_needs_grad or trainable
 
     def _check_saved(self, saved) -> None:
-        """Raise a clear error when backward is called without a training-mode forward."""
+        """Raise an error saying why, and what to do, when backward finds nothing saved."""
         if saved is None:
-            raise RuntimeError(
-                f"{type(self).__name__}.backward: nothing was saved by forward. Call backward "
-                f"after a forward in training mode (model.train()); layers that are frozen "
-                f"with nothing trainable below them are skipped by backward")
+            raise RuntimeError(f"{type(self).__name__}.backward: nothing was saved by "
+                               f"forward: {self._why_nothing_saved()}")
+
+    def _why_nothing_saved(self) -> str:
+        if self.keeps_activations is None:
+            return called_directly(self)
+        if not self.keeps_activations:
+            if self.training and not (self.has_trainable_parameters() or self.input_needs_grad):
+                return ("this layer has nothing to train and its input needs no gradient, so "
+                        "its forward keeps nothing and a model's backward skips it; for the "
+                        "gradient w.r.t. the input, call the outermost module with "
+                        "input_grad=True: model(x, input_grad=True)")
+            return ("the last forward ran in eval mode; call backward after a forward in "
+                    "training mode (model.train(), then model(x))")
+        return ("backward already ran for the last forward (it frees what forward kept), or "
+                "no forward ran; call the module again, model(x), before each backward")
 
     # ------------------------------------------------------------------ display
     def extra_repr(self) -> str:
@@ -313,42 +329,31 @@ class Module:
             return head + ")"
         return head + "\n  " + "\n  ".join(lines) + "\n)"
 
-    def summary(self, input_shape: tuple) -> str:
-        """A table of every layer with its output shape for an input of ``input_shape``
-        (N, C, H, W), its parameter count and whether it is frozen.
+    def summary(self, input_size=None):
+        """A table of the layers, Keras's ``model.summary()`` and torchinfo's ``summary``:
+        each leaf layer (dotted name) with its output shape from one eval-mode forward of a
+        zero batch of ``input_size`` ((N, C, H, W) or (C, H, W); a model from
+        ``weitiao.models`` defaults to its own input size and may take just the side), its
+        parameter count and whether it trains, then total, trainable and frozen parameters
+        and their memory. Models from ``weitiao.models`` also show where each ``freeze=``
+        value of FineTuner cuts. Returns a :class:`weitiao.nn.summary.ModelSummary`: its
+        ``str`` and ``repr`` are the table (``print(model.summary())``; the last line of a
+        notebook cell shows it), its fields the numbers. The model is left as it was.
 
-        >>> print(model.summary((1, 3, 224, 224)))  # doctest: +SKIP
+        >>> print(Sequential(Conv2d(3, 8, 3), ReLU()).summary((1, 3, 32, 32)))  # doctest: +SKIP
         """
-        names = {id(m): n for n, m in self.named_modules()}
-        modes = [(m, m.training) for m in self.modules()]
-        records: list = []
-        self.eval()
-        _call_state.recorder = records
-        try:
-            self(np.zeros(input_shape, dtype=np.float32))
-        finally:
-            _call_state.recorder = None
-            for m, mode in modes:
-                object.__setattr__(m, "training", mode)
-        rows = [("layer", "type", "output shape", "params", "trainable")]
-        total = trainable_total = 0
-        for module, shape in records:
-            own = sum(p.size for p in module._parameters.values())
-            train = sum(p.size for p in module._parameters.values() if p.requires_grad)
-            if module._modules:
-                own_str, train_str = "", ""
-            else:
-                total += own
-                trainable_total += train
-                own_str = f"{own:,}"
-                train_str = "frozen" if own and not train else ("yes" if own else "")
-            rows.append((names.get(id(module), "?") or "(model)", type(module).__name__,
-                         str(tuple(shape)), own_str, train_str))
-        widths = [max(len(r[i]) for r in rows) for i in range(5)]
-        text = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-        text.insert(1, "-" * len(text[0]))
-        text.append(f"total parameters: {total:,}   trainable: {trainable_total:,}")
-        return "\n".join(text)
+        from .summary import summarize
+
+        if input_size is None:
+            raise TypeError(f"{type(self).__name__}.summary: give input_size, e.g. "
+                            f"(1, 3, 224, 224): the layers' output shapes depend on it")
+        return summarize(self, input_size)
+
+
+def _listed(items: list[str], sep: str = ", ", limit: int = 12) -> str:
+    """The first ``limit`` items, and how many more, so a wrong file gives a readable error."""
+    shown = sep.join(items[:limit])
+    return shown + (f"{sep}... ({len(items) - limit} more)" if len(items) > limit else "")
 
 
 class Sequential(Module):
@@ -386,10 +391,35 @@ class Sequential(Module):
         return needs
 
     def forward(self, x):
+        mark_if_called_directly(self)
         return forward_chain(self._modules.values(), x)
 
     def backward(self, grad_out):
+        check_planned(self)
         return backward_chain(self._modules.values(), grad_out)
+
+
+def called_directly(module: Module) -> str:
+    """Why nothing was kept when ``module.forward`` ran outside any module call."""
+    name = type(module).__name__
+    return (f"{name}.forward(x) was called directly (or not at all); call the module, "
+            f"layer(x) or model(x), so it keeps what backward needs")
+
+
+def mark_if_called_directly(module: Module) -> None:
+    """Called first by a container's forward. Outside any module call (``model.forward(x)``
+    rather than ``model(x)``) nothing was planned and each child plans alone, as if its
+    input needed no gradient, so a backward would quietly stop early; mark the container
+    unplanned so that its backward says so (see :func:`check_planned`)."""
+    if not getattr(_call_state, "depth", 0):
+        object.__setattr__(module, "keeps_activations", None)
+
+
+def check_planned(module: Module) -> None:
+    """Called first by a container's backward: refuse when its last forward was not planned."""
+    if module.keeps_activations is None:
+        raise RuntimeError(f"{type(module).__name__}.backward: nothing was planned for "
+                           f"backward: {called_directly(module)}")
 
 
 def plan_chain(modules, input_needs_grad: bool) -> bool:
@@ -405,6 +435,19 @@ def forward_chain(modules, x):
     """Modules applied one after another."""
     for m in modules:
         x = m(x)
+    return x
+
+
+def forward_planned(modules, x):
+    """Modules already planned (by :func:`plan_chain`) applied one after another as inside
+    a module call: nothing below replans or counts as called directly."""
+    depth = getattr(_call_state, "depth", 0)
+    _call_state.depth = depth + 1
+    try:
+        for m in modules:
+            x = m.forward(x)
+    finally:
+        _call_state.depth = depth
     return x
 
 
