@@ -27,6 +27,19 @@ def _copy(model):
     return {k: np.array(v, copy=True) for k, v in model.state_dict().items()}
 
 
+def _record_steps(ft) -> list:
+    """The model's state before training and after every optimizer step from now on."""
+    states = [_copy(ft.model)]
+    step = ft.optimizer.step
+
+    def step_and_record():
+        step()
+        states.append(_copy(ft.model))
+
+    ft.optimizer.step = step_and_record
+    return states
+
+
 def _assert_same(model, before):
     state = model.state_dict()
     assert state.keys() == before.keys()
@@ -55,14 +68,7 @@ def test_diverging_lr_leaves_the_model_as_after_the_last_good_step(source):
     x[y == 1] += 3.0
     ft = FineTuner(source, classes=["a", "b"], lr=1e4, momentum=0.0, weight_decay=0.0,
                    freeze=None)
-    states = [_copy(ft.model)]
-    step = ft.optimizer.step
-
-    def step_and_record():
-        step()
-        states.append(_copy(ft.model))
-
-    ft.optimizer.step = step_and_record
+    states = _record_steps(ft)
     with pytest.raises(FloatingPointError, match=r"training diverged: the loss became "
                                                  r"(nan|inf) at learning rates body 10000, "
                                                  r"head 100000.*left as "
@@ -273,14 +279,7 @@ def test_a_nan_image_in_a_linear_probe_leaves_the_head_as_after_the_last_good_st
     x, y = _arrays()
     x[11, 0, 5, 5] = np.nan
     ft = FineTuner(source, classes=["a", "b"], freeze="backbone", seed=0)
-    states = [_copy(ft.model)]
-    step = ft.optimizer.step
-
-    def step_and_record():
-        step()
-        states.append(_copy(ft.model))
-
-    ft.optimizer.step = step_and_record
+    states = _record_steps(ft)
     with pytest.raises(ValueError, match=r"non-finite input: images \[\d+\] of this batch"):
         ft.fit((x, y), epochs=1, batch_size=4, scheduler=None, num_workers=0, verbose=False)
     _assert_same(ft.model, states[-1])
