@@ -80,6 +80,7 @@ def compare(source_model, train, val, *, classes=None, epochs: int = 8, lr: floa
     """
     import time
 
+    from ..models.config import DEFAULT_LR
     from .tuner import FineTuner
 
     classes = classes if classes is not None else getattr(train, "classes", None)
@@ -88,7 +89,7 @@ def compare(source_model, train, val, *, classes=None, epochs: int = 8, lr: floa
     if not (monitor in ("val", None) or isinstance(monitor, float)):
         raise ValueError(f"compare: monitor must be 'val', a fraction of train or None, got "
                          f"{monitor!r}")
-    fixed_lr = lr if lr is not None else 1e-2
+    fixed_lr = lr if lr is not None else DEFAULT_LR
     runs = {
         "fine-tune": (dict(lr=lr), dict(epochs=epochs, head_epochs=head_epochs)),
         "scratch": (dict(lr=scratch_lr if scratch_lr is not None else fixed_lr,

@@ -27,7 +27,7 @@ from ..io.errors import CheckpointError, describe
 from ..memory import array_cache
 from ..models import ARCHITECTURES, create_model
 from ..models.base import Classifier
-from ..models.config import ModelConfig
+from ..models.config import DEFAULT_LR, ModelConfig
 from ..nn.loss import CrossEntropyLoss
 from ..nn.norm import BatchNorm2d
 from ..optim import SGD, CosineAnnealingLR, OneCycleLR, WarmupCosineLR
@@ -142,7 +142,7 @@ class FineTuner:
         self.frozen = apply_freeze(model, freeze, train_bn)
         self._freeze_spec = (freeze, train_bn)
         self.lr = lr if lr is not None else \
-            (1e-2 if from_scratch else source_model.config.finetune_lr)
+            (DEFAULT_LR if from_scratch else source_model.config.finetune_lr)
         self.head_lr_mult = head_lr_mult if head_lr_mult is not None else \
             (1.0 if from_scratch else 10.0)
         self.layer_decay = layer_decay

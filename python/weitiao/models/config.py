@@ -9,6 +9,8 @@ from importlib import resources
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# The body rate of a family not measured, of training from scratch and of the linear probe
+DEFAULT_LR = 1e-2
 
 
 @lru_cache(maxsize=1)
@@ -43,7 +45,7 @@ class ModelConfig:
     source: str = "ImageNet-1k"
     class_names: tuple[str, ...] = field(default=(), repr=False)
     class_synonyms: tuple[tuple[str, ...], ...] = field(default=(), repr=False)
-    finetune_lr: float = 1e-2
+    finetune_lr: float = DEFAULT_LR
 
     @classmethod
     def imagenet(cls, **overrides) -> "ModelConfig":
@@ -71,4 +73,4 @@ class ModelConfig:
                    mean=tuple(d["mean"]), std=tuple(d["std"]),
                    interpolation=d.get("interpolation", "bilinear"),
                    source=d.get("source", ""), class_names=tuple(d.get("class_names", ())),
-                   finetune_lr=float(d.get("finetune_lr", 1e-2)))
+                   finetune_lr=float(d.get("finetune_lr", DEFAULT_LR)))
