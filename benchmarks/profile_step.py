@@ -20,11 +20,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("workload", choices=sorted(WORKLOADS))
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=None,
+                        help="images per step (default: the workload's, else 32)")
     args = parser.parse_args(argv)
     weitiao.set_num_threads(args.threads)
-    _, model_name, size, mode = WORKLOADS[args.workload]
-    step = _weitiao_runner(model_name, size, mode, args.batch, images=200)
+    _, model_name, size, mode, batch = WORKLOADS[args.workload]
+    step = _weitiao_runner(model_name, size, mode, args.batch or batch or 32, images=200)
     step()
     for _ in range(args.steps):
         start = time.perf_counter()

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from weitiao.data import ArrayDataset, ImageFolder
-from weitiao.finetune import FineTuner
+from weitiao.finetune import FineTuner, batches
 from weitiao.finetune.freezing import frozen_paths
 from weitiao.models import (efficientnet_lite0, efficientnet_lite1, efficientnet_lite2,
                             mobilenet_v2, resnet18)
@@ -195,6 +195,20 @@ def test_cached_and_uncached_head_training_agree(source):
     # Same arithmetic in the same order; the backbone runs on the same inputs either way.
     np.testing.assert_allclose(a.weight.data, b.weight.data, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(runs[0].history.loss, runs[1].history.loss, rtol=1e-5)
+
+
+def test_cached_features_last_one_fit_call(source):
+    """A second fit after the backbone changed computes its features again, not the first
+    call's stale ones (nor those of an earlier data set that had the same id())."""
+    tuner = FineTuner(source, classes=["a", "b"], freeze="backbone", seed=0)
+    data = _arrays()
+    tuner.fit(data, epochs=2, batch_size=8, verbose=False)
+    tuner.model.conv1.weight.data *= 2.0
+    tuner.fit(data, epochs=1, batch_size=8, verbose=False)
+    loader = batches.loader(data, tuner.preprocess(train=True), 8, True, False, tuner.seed,
+                            0, None)
+    expected, _ = batches.compute_features(tuner.model, loader, 0, False)
+    np.testing.assert_array_equal(tuner._cache[0][0], expected)
 
 
 def test_cache_requires_frozen_backbone(source):

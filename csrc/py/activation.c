@@ -16,9 +16,8 @@ static PyObject *clamp_forward_py(PyObject *args, PyObject *kw, const char *fn, 
         !(x = input_f32_any(x_obj, fn, "x")) || !(y = new_f32(PyArray_NDIM(x), PyArray_DIMS(x)))) {
         goto cleanup;
     }
-    wt_status status;
-    RUN_KERNEL(status, clamp_forward(f32(y), f32(x), PyArray_SIZE(x), cap));
-    result = kernel_result(status, fn, (PyObject *)y);
+    RUN_KERNEL_RETURN(result, fn, clamp_forward(f32(y), f32(x), PyArray_SIZE(x), cap),
+                      Py_NewRef(y));
 cleanup:
     RELEASE(x, y);
     return result;
@@ -47,9 +46,8 @@ static PyObject *clamp_backward_py(PyObject *args, PyObject *kw, const char *fn,
         same_shape_pair(fn, y_obj, "y", dy_obj, "grad_out", &y, &dy, &dx) < 0) {
         goto cleanup;
     }
-    wt_status status;
-    RUN_KERNEL(status, clamp_backward(f32(dx), f32(dy), f32(y), PyArray_SIZE(y), cap));
-    result = kernel_result(status, fn, (PyObject *)dx);
+    RUN_KERNEL_RETURN(result, fn, clamp_backward(f32(dx), f32(dy), f32(y), PyArray_SIZE(y), cap),
+                      Py_NewRef(dx));
 cleanup:
     RELEASE(dy, y, dx);
     return result;
@@ -80,9 +78,8 @@ static PyObject *py_add(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw)
         same_shape_pair(fn, a_obj, "a", b_obj, "b", &a, &b, &y) < 0) {
         goto cleanup;
     }
-    wt_status status;
-    RUN_KERNEL(status, add_forward(f32(y), f32(a), f32(b), PyArray_SIZE(a)));
-    result = kernel_result(status, fn, (PyObject *)y);
+    RUN_KERNEL_RETURN(result, fn, add_forward(f32(y), f32(a), f32(b), PyArray_SIZE(a)),
+                      Py_NewRef(y));
 cleanup:
     RELEASE(a, b, y);
     return result;
@@ -102,10 +99,10 @@ static PyObject *py_dropout_forward(PyObject *Py_UNUSED(self), PyObject *args, P
         !(mask = (PyArrayObject *)PyArray_SimpleNew(PyArray_NDIM(x), PyArray_DIMS(x), NPY_UINT8))) {
         goto cleanup;
     }
-    wt_status status;
-    RUN_KERNEL(status, dropout_forward(f32(y), (uint8_t *)PyArray_DATA(mask), f32(x),
-                                       PyArray_SIZE(x), (float)p, (uint64_t)seed));
-    result = check_status(status, fn) < 0 ? NULL : PyTuple_Pack(2, y, mask);
+    RUN_KERNEL_RETURN(result, fn,
+                      dropout_forward(f32(y), (uint8_t *)PyArray_DATA(mask), f32(x),
+                                      PyArray_SIZE(x), (float)p, (uint64_t)seed),
+                      PyTuple_Pack(2, y, mask));
 cleanup:
     RELEASE(x, y, mask);
     return result;
@@ -134,10 +131,10 @@ static PyObject *py_dropout_backward(PyObject *Py_UNUSED(self), PyObject *args, 
         !(dx = zeros_f32(ndim, PyArray_DIMS(dy)))) {
         goto cleanup;
     }
-    wt_status status;
-    RUN_KERNEL(status, dropout_backward(f32(dx), f32(dy), (uint8_t *)PyArray_DATA(mask),
-                                        PyArray_SIZE(dy), (float)p));
-    result = kernel_result(status, fn, (PyObject *)dx);
+    RUN_KERNEL_RETURN(result, fn,
+                      dropout_backward(f32(dx), f32(dy), (uint8_t *)PyArray_DATA(mask),
+                                       PyArray_SIZE(dy), (float)p),
+                      Py_NewRef(dx));
 cleanup:
     RELEASE(dy, mask, dx);
     return result;

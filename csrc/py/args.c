@@ -282,10 +282,6 @@ void release_arrays(PyArrayObject *const *arrays, size_t count) {
     }
 }
 
-PyObject *kernel_result(wt_status status, const char *fn, PyObject *out) {
-    return check_status(status, fn) == 0 ? Py_NewRef(out) : NULL;
-}
-
 float *alloc_workspace(size_t floats) {
     if (floats > (size_t)PY_SSIZE_T_MAX / sizeof(float)) {
         PyErr_NoMemory();

@@ -28,6 +28,16 @@
         Py_END_ALLOW_THREADS;    \
     } while (0)
 
+/* RUN_KERNEL, then result = value (an expression giving the entry point's new reference,
+ * evaluated only on success) when the kernel returned WT_OK, else NULL with check_status's
+ * ValueError. The end of every entry point whose statuses need no message of their own. */
+#define RUN_KERNEL_RETURN(result, fn, call, value)                   \
+    do {                                                             \
+        wt_status status_;                                           \
+        RUN_KERNEL(status_, call);                                   \
+        result = check_status(status_, fn) < 0 ? NULL : (value);     \
+    } while (0)
+
 /* Py_XDECREF of every array listed, NULL ones included: an entry point's cleanup. */
 #define RELEASE(...)                                                                       \
     release_arrays((PyArrayObject *const[]){__VA_ARGS__},                                  \
@@ -102,10 +112,6 @@ void value_error(const char *format, ...);
 
 /* 0 for WT_OK, else -1 with a ValueError naming fn and the status. */
 int check_status(wt_status status, const char *fn);
-
-/* What an entry point returns once its kernel returned status: a new reference to out for
- * WT_OK, else NULL with check_status's ValueError. */
-PyObject *kernel_result(wt_status status, const char *fn, PyObject *out);
 
 /* New C-contiguous float32 arrays, uninitialised or zero-filled (for gradients the kernels
  * add into); NULL with MemoryError. */

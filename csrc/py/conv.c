@@ -141,9 +141,9 @@ static PyObject *py_conv2d_forward(PyObject *Py_UNUSED(self), PyObject *args, Py
         conv_workspace(&c) < 0) {
         goto cleanup;
     }
-    wt_status status;
-    RUN_KERNEL(status, conv2d_forward(f32(y), c.ws, f32(x), f32(w), f32(b), &c.s, c.nthreads));
-    result = kernel_result(status, fn, (PyObject *)y);
+    RUN_KERNEL_RETURN(result, fn,
+                      conv2d_forward(f32(y), c.ws, f32(x), f32(w), f32(b), &c.s, c.nthreads),
+                      Py_NewRef(y));
 cleanup:
     PyMem_RawFree(c.ws);
     RELEASE(x, w, b, y);
@@ -168,9 +168,9 @@ static PyObject *py_conv2d_backward_data(PyObject *Py_UNUSED(self), PyObject *ar
         !(dx = new_f32(4, xd)) || conv_workspace(&c) < 0) {
         goto cleanup;
     }
-    wt_status status;
-    RUN_KERNEL(status, conv2d_backward_data(f32(dx), c.ws, f32(dy), f32(w), &c.s, c.nthreads));
-    result = kernel_result(status, fn, (PyObject *)dx);
+    RUN_KERNEL_RETURN(result, fn,
+                      conv2d_backward_data(f32(dx), c.ws, f32(dy), f32(w), &c.s, c.nthreads),
+                      Py_NewRef(dx));
 cleanup:
     PyMem_RawFree(c.ws);
     RELEASE(dy, w, dx);
@@ -199,10 +199,10 @@ static PyObject *py_conv2d_backward_weight(PyObject *Py_UNUSED(self), PyObject *
         (db && expect_shape(db, fn, "grad_bias", 1, bd) < 0) || conv_workspace(&c) < 0) {
         goto cleanup;
     }
-    wt_status status;
-    RUN_KERNEL(status,
-               conv2d_backward_weight(f32(dw), f32(db), c.ws, f32(dy), f32(x), &c.s, c.nthreads));
-    result = kernel_result(status, fn, Py_None);
+    RUN_KERNEL_RETURN(
+        result, fn,
+        conv2d_backward_weight(f32(dw), f32(db), c.ws, f32(dy), f32(x), &c.s, c.nthreads),
+        Py_NewRef(Py_None));
 cleanup:
     PyMem_RawFree(c.ws);
     RELEASE(dy, x, dw, db);

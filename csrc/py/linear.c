@@ -22,9 +22,9 @@ static PyObject *py_linear_forward(PyObject *Py_UNUSED(self), PyObject *args, Py
         (b && expect_shape(b, fn, "bias", 1, bd) < 0) || !(y = new_f32(2, yd))) {
         goto cleanup;
     }
-    wt_status status;
-    RUN_KERNEL(status, linear_forward(f32(y), f32(x), f32(w), f32(b), yd[0], wd[1], wd[0]));
-    result = kernel_result(status, fn, (PyObject *)y);
+    RUN_KERNEL_RETURN(result, fn,
+                      linear_forward(f32(y), f32(x), f32(w), f32(b), yd[0], wd[1], wd[0]),
+                      Py_NewRef(y));
 cleanup:
     RELEASE(x, w, b, y);
     return result;
@@ -55,10 +55,9 @@ static PyObject *py_linear_backward(PyObject *Py_UNUSED(self), PyObject *args, P
         (need_input_grad && !(dx = zeros_f32(2, PyArray_DIMS(x))))) {
         goto cleanup;
     }
-    wt_status status;
-    RUN_KERNEL(status, linear_backward(f32(dx), f32(dw), f32(db), f32(dy), f32(x), f32(w), n, in,
-                                       out));
-    result = kernel_result(status, fn, dx ? (PyObject *)dx : Py_None);
+    RUN_KERNEL_RETURN(
+        result, fn, linear_backward(f32(dx), f32(dw), f32(db), f32(dy), f32(x), f32(w), n, in, out),
+        Py_NewRef(dx ? (PyObject *)dx : Py_None));
 cleanup:
     RELEASE(dy, x, w, dw, db, dx);
     return result;

@@ -71,12 +71,11 @@ static PyObject *py_batch_norm2d_forward_train(PyObject *Py_UNUSED(self), PyObje
     if (!(y = new_f32(4, xd)) || !(mean = new_f32(1, cd)) || !(invstd = new_f32(1, cd))) {
         goto cleanup;
     }
-    wt_status status;
-    RUN_KERNEL(status, batchnorm2d_forward_train(f32(y), f32(mean), f32(invstd), f32(rm),
-                                                 f32(rv), f32(x), f32(w), f32(b), xd[0],
-                                                 xd[1], xd[2] * xd[3], (float)momentum,
-                                                 (float)eps));
-    result = check_status(status, fn) < 0 ? NULL : PyTuple_Pack(3, y, mean, invstd);
+    RUN_KERNEL_RETURN(result, fn,
+                      batchnorm2d_forward_train(f32(y), f32(mean), f32(invstd), f32(rm), f32(rv),
+                                                f32(x), f32(w), f32(b), xd[0], xd[1], xd[2] * xd[3],
+                                                (float)momentum, (float)eps),
+                      PyTuple_Pack(3, y, mean, invstd));
 cleanup:
     RELEASE(x, w, b, rm, rv, y, mean, invstd);
     return result;
@@ -100,11 +99,10 @@ static PyObject *py_batch_norm2d_forward_eval(PyObject *Py_UNUSED(self), PyObjec
         goto cleanup;
     }
     const npy_intp *xd = PyArray_DIMS(x);
-    wt_status status;
-    RUN_KERNEL(status, batchnorm2d_forward_eval(f32(y), f32(x), f32(rm), f32(rv), f32(w),
-                                                f32(b), xd[0], xd[1], xd[2] * xd[3],
-                                                (float)eps));
-    result = kernel_result(status, fn, (PyObject *)y);
+    RUN_KERNEL_RETURN(result, fn,
+                      batchnorm2d_forward_eval(f32(y), f32(x), f32(rm), f32(rv), f32(w), f32(b),
+                                               xd[0], xd[1], xd[2] * xd[3], (float)eps),
+                      Py_NewRef(y));
 cleanup:
     RELEASE(x, w, b, rm, rv, y);
     return result;
@@ -140,11 +138,10 @@ static PyObject *py_batch_norm2d_backward(PyObject *Py_UNUSED(self), PyObject *a
         (need_input_grad && !(dx = new_f32(4, xd)))) {
         goto cleanup;
     }
-    wt_status status;
-    RUN_KERNEL(status, batchnorm2d_backward(f32(dx), f32(dw), f32(db), f32(dy), f32(x), f32(w),
-                                            f32(m), f32(is), xd[0], xd[1], xd[2] * xd[3],
-                                            training));
-    result = kernel_result(status, fn, dx ? (PyObject *)dx : Py_None);
+    RUN_KERNEL_RETURN(result, fn,
+                      batchnorm2d_backward(f32(dx), f32(dw), f32(db), f32(dy), f32(x), f32(w),
+                                           f32(m), f32(is), xd[0], xd[1], xd[2] * xd[3], training),
+                      Py_NewRef(dx ? (PyObject *)dx : Py_None));
 cleanup:
     RELEASE(dy, x, w, m, is, dw, db, dx);
     return result;

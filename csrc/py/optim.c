@@ -59,10 +59,10 @@ static PyObject *py_sgd_step(PyObject *Py_UNUSED(self), PyObject *args, PyObject
     sgd_options opt = {.lr = (float)lr, .momentum = (float)momentum,
                        .dampening = (float)dampening, .weight_decay = (float)weight_decay,
                        .nesterov = nesterov};
-    wt_status status;
-    RUN_KERNEL(status, sgd_step(f32(param), f32(buf), f32(grad), PyArray_SIZE(param), &opt,
-                                first_step));
-    result = kernel_result(status, fn, Py_None);
+    RUN_KERNEL_RETURN(
+        result, fn,
+        sgd_step(f32(param), f32(buf), f32(grad), PyArray_SIZE(param), &opt, first_step),
+        Py_NewRef(Py_None));
 cleanup:
     RELEASE(param, grad, buf);
     return result;

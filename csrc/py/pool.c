@@ -51,28 +51,28 @@ static int pool_shape(pool2d_shape *s, const char *fn, const npy_intp *xd, const
     return 0;
 }
 
-/* What the forward entry points share: x converted, s filled from it and h, and the output
- * y (N, C, OH, OW) allocated. 0, or -1 with an exception set. */
+/* The shape of a global average pooling over x's dims xd: the window is the whole plane,
+ * the output (N, C, 1, 1). 0, or -1 when C, H or W is 0 (name: what xd came from). */
+static int global_shape(pool2d_shape *s, const char *fn, const npy_intp *xd, const char *name) {
+    if (expect_nonempty_chw(xd, fn, name) < 0) {
+        return -1;
+    }
+    *s = (pool2d_shape){.n = xd[0], .c = xd[1], .h = xd[2], .w = xd[3], .oh = 1, .ow = 1};
+    return 0;
+}
+
+/* What the forward entry points share: x converted, s filled from it and h (NULL for a
+ * global pooling), and the output y (N, C, OH, OW) allocated. 0, or -1 with an exception
+ * set. */
 static int pool_forward_setup(PyArrayObject **x, PyArrayObject **y, pool2d_shape *s,
                               PyObject *x_obj, const char *fn, const pool_hyper *h) {
     if (!(*x = input_f32(x_obj, fn, "x", 4, "(N, C, H, W)")) ||
-        pool_shape(s, fn, PyArray_DIMS(*x), h) < 0) {
+        (h ? pool_shape(s, fn, PyArray_DIMS(*x), h)
+           : global_shape(s, fn, PyArray_DIMS(*x), "x")) < 0) {
         return -1;
     }
     npy_intp yd[4] = {s->n, s->c, s->oh, s->ow};
     return check_size(yd, 4, fn, "the output") < 0 || !(*y = new_f32(4, yd)) ? -1 : 0;
-}
-
-/* What the backward entry points given an input_shape share: grad_out checked against
- * the output shape yd, and the zeroed gradient dx of input shape xd allocated. 0, or -1
- * with an exception set. */
-static int pool_grad_in(PyArrayObject **dx, PyArrayObject *dy, const npy_intp yd[4],
-                        const npy_intp xd[4], const char *fn) {
-    if (expect_shape(dy, fn, "grad_out", 4, yd) < 0 || check_size(xd, 4, fn, "grad_in") < 0 ||
-        !(*dx = zeros_f32(4, xd))) {
-        return -1;
-    }
-    return 0;
 }
 
 static PyObject *py_max_pool2d_forward(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
@@ -90,9 +90,9 @@ static PyObject *py_max_pool2d_forward(PyObject *Py_UNUSED(self), PyObject *args
         !(idx = (PyArrayObject *)PyArray_SimpleNew(4, PyArray_DIMS(y), NPY_INT64))) {
         goto cleanup;
     }
-    wt_status status;
-    RUN_KERNEL(status, maxpool2d_forward(f32(y), (int64_t *)PyArray_DATA(idx), f32(x), &s));
-    result = check_status(status, fn) < 0 ? NULL : PyTuple_Pack(2, y, idx);
+    RUN_KERNEL_RETURN(result, fn,
+                      maxpool2d_forward(f32(y), (int64_t *)PyArray_DATA(idx), f32(x), &s),
+                      PyTuple_Pack(2, y, idx));
 cleanup:
     RELEASE(x, y, idx);
     return result;
@@ -133,110 +133,90 @@ static PyObject *py_max_pool2d_backward(PyObject *Py_UNUSED(self), PyObject *arg
                      "%s: indices: expected flat positions in [0, H*W) = [0, %lld), found one "
                      "outside",
                      fn, (long long)(xd[2] * xd[3]));
-    } else {
-        result = kernel_result(status, fn, (PyObject *)dx);
+    } else if (check_status(status, fn) == 0) {
+        result = Py_NewRef(dx);
     }
 cleanup:
     RELEASE(dy, idx, dx);
     return result;
 }
 
-static PyObject *py_avg_pool2d_forward(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
-    static const char *fn = "avg_pool2d_forward";
+/* avg_pool2d_forward, or global_avg_pool2d_forward (global: no hyperparameters). */
+static PyObject *avg_pool_forward_py(PyObject *args, PyObject *kw, int global) {
     static char *kwlist[] = {"x", "kernel_size", "stride", "padding", "ceil_mode",
                              "count_include_pad", NULL};
+    static char *global_kwlist[] = {"x", NULL};
+    const char *fn = global ? "global_avg_pool2d_forward" : "avg_pool2d_forward";
     PyObject *x_obj, *result = NULL;
     pool_hyper h = {.count_include_pad = 1};
     pool2d_shape s;
     PyArrayObject *x = NULL, *y = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|OOpp:avg_pool2d_forward", kwlist, &x_obj,
-                                     &h.kernel, &h.stride, &h.padding, &h.ceil_mode,
-                                     &h.count_include_pad) ||
-        pool_forward_setup(&x, &y, &s, x_obj, fn, &h) < 0) {
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kw, global ? "O:global_avg_pool2d_forward" : "OO|OOpp:avg_pool2d_forward",
+            global ? global_kwlist : kwlist, &x_obj, &h.kernel, &h.stride, &h.padding,
+            &h.ceil_mode, &h.count_include_pad) ||
+        pool_forward_setup(&x, &y, &s, x_obj, fn, global ? NULL : &h) < 0) {
         goto cleanup;
     }
-    wt_status status;
-    RUN_KERNEL(status, avgpool2d_forward(f32(y), f32(x), &s, h.count_include_pad));
-    result = kernel_result(status, fn, (PyObject *)y);
+    RUN_KERNEL_RETURN(result, fn,
+                      global ? global_avgpool_forward(f32(y), f32(x), s.n * s.c, s.h * s.w)
+                             : avgpool2d_forward(f32(y), f32(x), &s, h.count_include_pad),
+                      Py_NewRef(y));
 cleanup:
     RELEASE(x, y);
     return result;
 }
 
-static PyObject *py_avg_pool2d_backward(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
-    static const char *fn = "avg_pool2d_backward";
+/* avg_pool2d_backward, or global_avg_pool2d_backward (global: no hyperparameters). */
+static PyObject *avg_pool_backward_py(PyObject *args, PyObject *kw, int global) {
     static char *kwlist[] = {"grad_out", "input_shape", "kernel_size", "stride", "padding",
                              "ceil_mode", "count_include_pad", NULL};
+    static char *global_kwlist[] = {"grad_out", "input_shape", NULL};
+    const char *fn = global ? "global_avg_pool2d_backward" : "avg_pool2d_backward";
     PyObject *dy_obj, *shape_obj, *result = NULL;
     pool_hyper h = {.count_include_pad = 1};
     pool2d_shape s;
     PyArrayObject *dy = NULL, *dx = NULL;
     npy_intp xd[4];
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOO|OOpp:avg_pool2d_backward", kwlist, &dy_obj,
-                                     &shape_obj, &h.kernel, &h.stride, &h.padding, &h.ceil_mode,
-                                     &h.count_include_pad) ||
-        !(dy = input_f32(dy_obj, fn, "grad_out", 4, "(N, C, OH, OW)")) ||
-        parse_shape4(shape_obj, fn, "input_shape", xd) < 0 || pool_shape(&s, fn, xd, &h) < 0) {
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kw, global ? "OO:global_avg_pool2d_backward" : "OOO|OOpp:avg_pool2d_backward",
+            global ? global_kwlist : kwlist, &dy_obj, &shape_obj, &h.kernel, &h.stride,
+            &h.padding, &h.ceil_mode, &h.count_include_pad) ||
+        !(dy = input_f32(dy_obj, fn, "grad_out", 4, global ? "(N, C, 1, 1)" : "(N, C, OH, OW)")) ||
+        parse_shape4(shape_obj, fn, "input_shape", xd) < 0 ||
+        (global ? global_shape(&s, fn, xd, "input_shape") : pool_shape(&s, fn, xd, &h)) < 0) {
         goto cleanup;
     }
     npy_intp yd[4] = {s.n, s.c, s.oh, s.ow};
-    if (pool_grad_in(&dx, dy, yd, xd, fn) < 0) {
+    if (expect_shape(dy, fn, "grad_out", 4, yd) < 0 || check_size(xd, 4, fn, "grad_in") < 0 ||
+        !(dx = zeros_f32(4, xd))) {
         goto cleanup;
     }
-    wt_status status;
-    RUN_KERNEL(status, avgpool2d_backward(f32(dx), f32(dy), &s, h.count_include_pad));
-    result = kernel_result(status, fn, (PyObject *)dx);
+    RUN_KERNEL_RETURN(result, fn,
+                      global ? global_avgpool_backward(f32(dx), f32(dy), s.n * s.c, s.h * s.w)
+                             : avgpool2d_backward(f32(dx), f32(dy), &s, h.count_include_pad),
+                      Py_NewRef(dx));
 cleanup:
     RELEASE(dy, dx);
     return result;
 }
 
-static PyObject *py_global_avg_pool2d_forward(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
-    static const char *fn = "global_avg_pool2d_forward";
-    static char *kwlist[] = {"x", NULL};
-    PyObject *x_obj, *result = NULL;
-    PyArrayObject *x = NULL, *y = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O:global_avg_pool2d_forward", kwlist, &x_obj) ||
-        !(x = input_f32(x_obj, fn, "x", 4, "(N, C, H, W)")) ||
-        expect_nonempty_chw(PyArray_DIMS(x), fn, "x") < 0) {
-        goto cleanup;
-    }
-    const npy_intp *xd = PyArray_DIMS(x);
-    npy_intp yd[4] = {xd[0], xd[1], 1, 1};
-    if (!(y = new_f32(4, yd))) {
-        goto cleanup;
-    }
-    wt_status status;
-    RUN_KERNEL(status, global_avgpool_forward(f32(y), f32(x), xd[0] * xd[1], xd[2] * xd[3]));
-    result = kernel_result(status, fn, (PyObject *)y);
-cleanup:
-    RELEASE(x, y);
-    return result;
+static PyObject *py_avg_pool2d_forward(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
+    return avg_pool_forward_py(args, kw, 0);
 }
 
-static PyObject *py_global_avg_pool2d_backward(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
-    static const char *fn = "global_avg_pool2d_backward";
-    static char *kwlist[] = {"grad_out", "input_shape", NULL};
-    PyObject *dy_obj, *shape_obj, *result = NULL;
-    PyArrayObject *dy = NULL, *dx = NULL;
-    npy_intp xd[4];
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO:global_avg_pool2d_backward", kwlist, &dy_obj,
-                                     &shape_obj) ||
-        !(dy = input_f32(dy_obj, fn, "grad_out", 4, "(N, C, 1, 1)")) ||
-        parse_shape4(shape_obj, fn, "input_shape", xd) < 0 ||
-        expect_nonempty_chw(xd, fn, "input_shape") < 0) {
-        goto cleanup;
-    }
-    npy_intp yd[4] = {xd[0], xd[1], 1, 1};
-    if (pool_grad_in(&dx, dy, yd, xd, fn) < 0) {
-        goto cleanup;
-    }
-    wt_status status;
-    RUN_KERNEL(status, global_avgpool_backward(f32(dx), f32(dy), xd[0] * xd[1], xd[2] * xd[3]));
-    result = kernel_result(status, fn, (PyObject *)dx);
-cleanup:
-    RELEASE(dy, dx);
-    return result;
+static PyObject *py_avg_pool2d_backward(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
+    return avg_pool_backward_py(args, kw, 0);
+}
+
+static PyObject *py_global_avg_pool2d_forward(PyObject *Py_UNUSED(self), PyObject *args,
+                                              PyObject *kw) {
+    return avg_pool_forward_py(args, kw, 1);
+}
+
+static PyObject *py_global_avg_pool2d_backward(PyObject *Py_UNUSED(self), PyObject *args,
+                                               PyObject *kw) {
+    return avg_pool_backward_py(args, kw, 1);
 }
 
 PyMethodDef wt_pool_methods[] = {

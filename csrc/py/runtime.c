@@ -3,20 +3,34 @@
 #include "args.h"
 #include "methods.h"
 
+#include <limits.h>
+
 #include "block_cache.h"
 #include "cpu.h"
 #include "threads.h"
 
-static PyObject *py_set_num_threads(PyObject *Py_UNUSED(self), PyObject *arg) {
+/* *out = arg, an int in [lo, hi]: 0, or -1 with a TypeError (not an int) or a ValueError
+ * "fn: expected <range>, got arg". */
+static int int_in_range(PyObject *arg, const char *fn, const char *range, long long lo,
+                        long long hi, long long *out) {
     if (!is_integer(arg)) {
-        PyErr_Format(PyExc_TypeError, "set_num_threads: expected an int, got %s",
-                     Py_TYPE(arg)->tp_name);
-        return NULL;
+        PyErr_Format(PyExc_TypeError, "%s: expected an int, got %s", fn, Py_TYPE(arg)->tp_name);
+        return -1;
     }
-    long long n = integer_value(arg);
-    if (n < 1 || n > 1024) {
-        PyErr_Format(PyExc_ValueError, "set_num_threads: expected 1 to 1024 threads, got %R",
-                     arg);
+    PyObject *index = PyNumber_Index(arg);
+    *out = index ? PyLong_AsLongLong(index) : -1;
+    Py_XDECREF(index);
+    if (PyErr_Occurred() || *out < lo || *out > hi) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "%s: expected %s, got %R", fn, range, arg);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *py_set_num_threads(PyObject *Py_UNUSED(self), PyObject *arg) {
+    long long n;
+    if (int_in_range(arg, "set_num_threads", "1 to 1024 threads", 1, 1024, &n) < 0) {
         return NULL;
     }
     wt_set_num_threads((int)n);
@@ -83,18 +97,9 @@ static PyObject *py_array_cache_clear(PyObject *Py_UNUSED(self), PyObject *Py_UN
 }
 
 static PyObject *py_set_array_cache_limit(PyObject *Py_UNUSED(self), PyObject *arg) {
-    if (!is_integer(arg)) {
-        PyErr_Format(PyExc_TypeError, "set_array_cache_limit: expected an int, got %s",
-                     Py_TYPE(arg)->tp_name);
-        return NULL;
-    }
-    PyObject *index = PyNumber_Index(arg);
-    long long bytes = index ? PyLong_AsLongLong(index) : -1;
-    Py_XDECREF(index);
-    if (PyErr_Occurred() || bytes < 0) {
-        PyErr_Clear();
-        PyErr_Format(PyExc_ValueError,
-                     "set_array_cache_limit: expected a number of bytes >= 0, got %R", arg);
+    long long bytes;
+    if (int_in_range(arg, "set_array_cache_limit", "a number of bytes >= 0", 0, LLONG_MAX,
+                     &bytes) < 0) {
         return NULL;
     }
     wt_cache_set_limit((size_t)bytes);

@@ -359,11 +359,12 @@ class FineTuner:
         if use_cache and not self._backbone_frozen():
             raise ValueError("fit(cache_features=True) needs everything below the head "
                              "frozen (freeze='backbone')")
+        self._cache = {}  # features last one call: a changed backbone or data is never stale
         loader = batches.loader(train_ds, self.preprocess(train=True), batch_size, shuffle,
                                 drop_last, self.seed, num_workers, weights)
         if head_epochs and not use_cache and \
                 not any(e.stage == "head" for e in self.history.epochs):
-            if self._fit_head(loader, train_ds, val_ds, head_epochs, batch_size, drop_last,
+            if self._fit_head(loader, val_ds, head_epochs, batch_size, drop_last,
                               shuffle, augment_passes, num_workers, verbose):
                 return self.history  # interrupted
         steps = len(loader) if not use_cache else \
@@ -384,7 +385,7 @@ class FineTuner:
                 if unfreeze == "gradual":
                     self._train_top_stages(epoch - start)
                 if use_cache:
-                    record = self._epoch_cached(loader, train_ds, epoch, augment_passes,
+                    record = self._epoch_cached(loader, epoch, augment_passes,
                                                 batch_size, drop_last, shuffle, sched,
                                                 per_batch, stop, verbose)
                 else:
@@ -439,7 +440,7 @@ class FineTuner:
         freeze, train_bn = self._freeze_spec
         apply_freeze(self.model, None if self._auto_freeze else freeze, train_bn)
 
-    def _fit_head(self, loader, train_ds, val_ds, epochs, batch_size, drop_last, shuffle,
+    def _fit_head(self, loader, val_ds, epochs, batch_size, drop_last, shuffle,
                   passes, num_workers, verbose) -> bool:
         """LP-FT's first stage: only the new head trains, on cached backbone features, at
         the head's lr; the backbone and the optimizer are put back after. Returns whether
@@ -455,7 +456,7 @@ class FineTuner:
         try:
             with StopOnInterrupt() as stop, array_cache():
                 for epoch in range(len(self.history), len(self.history) + epochs):
-                    record = self._epoch_cached(loader, train_ds, epoch, passes, batch_size,
+                    record = self._epoch_cached(loader, epoch, passes, batch_size,
                                                 drop_last, shuffle, None, False, stop, verbose)
                     record.stage = "head"
                     if val_ds is not None and not record.interrupted:
@@ -577,17 +578,15 @@ class FineTuner:
         return self._run_batches(batch_iter, len(loader), epoch, self.model,
                                  self.model.backward, sched, per_batch, stop, verbose)
 
-    def _epoch_cached(self, loader, dataset, epoch, passes, batch_size, drop_last, shuffle,
+    def _epoch_cached(self, loader, epoch, passes, batch_size, drop_last, shuffle,
                       sched, per_batch, stop, verbose) -> EpochRecord:
         p = epoch % max(int(passes), 1)
-        key = (p, id(dataset))
         began = time.perf_counter()
-        if key not in self._cache:
-            self._cache = {k: v for k, v in self._cache.items() if k[1] == id(dataset)}
+        if p not in self._cache:
             compute = batches if self._parallel is None else self._parallel
-            self._cache[key] = compute.compute_features(self.model, loader, p, verbose)
+            self._cache[p] = compute.compute_features(self.model, loader, p, verbose)
         caching = time.perf_counter() - began
-        features, labels = self._cache[key]
+        features, labels = self._cache[p]
         order = loader.order(epoch)
         split = batches if self._parallel is None else self._parallel
         record = self._run_batches(
