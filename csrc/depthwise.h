@@ -1,6 +1,6 @@
 /* Depthwise convolution, the direct path conv2d takes when groups == C (> 1). Shapes and
- * conventions as conv2d.h; each thread pads one input plane at a time into its part of the
- * workspace. */
+ * conventions as conv2d.h; each thread pads one input plane, or a stack of small ones, at a
+ * time into its part of the workspace. */
 #ifndef WT_DEPTHWISE_H
 #define WT_DEPTHWISE_H
 

@@ -94,6 +94,16 @@ CASES = [
     ("winograd_pad3_uses_im2col", (1, 16, 3, 4), (16, 16, 3, 3), 1, 3, 1, 1, False),
 ]
 IDS = [c[0] for c in CASES]
+# Small depthwise planes are stacked, several images one under another (up to 16,384 floats
+# of padded plane; the small cases above are one stack): 11 images of 42x42 padded planes
+# make stacks of 9 and 2; at stride 2 with 5x5 windows each image's block of rows is one
+# longer than its windows read. Too many inputs for central differences: checked against
+# the reference and PyTorch.
+STACKED = [
+    ("depthwise_partial_stack", (11, 3, 40, 40), (3, 1, 3, 3), 1, 1, 1, 3, True),
+    ("depthwise_stack_stride2_5x5", (7, 4, 9, 9), (8, 1, 5, 5), 2, 2, 1, 4, False),
+]
+STACKED_IDS = [c[0] for c in STACKED]
 
 
 def tolerance(case, expected):
@@ -115,7 +125,7 @@ def make_case(rng, case):
     return x, w, b, kw
 
 
-@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.parametrize("case", CASES + STACKED, ids=IDS + STACKED_IDS)
 def test_forward_matches_reference(rng, case):
     x, w, b, kw = make_case(rng, case)
     ref = conv2d_ref(x, w, b, **kw)
@@ -145,7 +155,7 @@ def test_backward_weight_and_bias_by_central_differences(rng, case):
                np.zeros(w.shape[0]))
 
 
-@pytest.mark.parametrize("case", CASES, ids=IDS)
+@pytest.mark.parametrize("case", CASES + STACKED, ids=IDS + STACKED_IDS)
 def test_forward_and_backward_match_torch(rng, torch, case):
     F = torch.nn.functional
     x, w, b, kw = make_case(rng, case)
@@ -229,12 +239,14 @@ def test_winograd_batches_split_into_chunks_match_torch(rng, torch, shape):
 
 
 @pytest.mark.parametrize("bad", [np.inf, np.nan])
-def test_depthwise_weight_gradient_ignores_inputs_no_window_reads(rng, bad):
-    """8 columns, 3x3 windows at stride 2 without padding: column 7 is never read, so an
-    infinity or NaN there must not reach the weight gradient (the depthwise kernel's flat
-    layout multiplies it by the zeros of an unused column)."""
-    x = f32(rng.standard_normal((2, 3, 7, 8)))
-    x[1, 2, 3, 7] = bad
+@pytest.mark.parametrize("where", [(1, 2, 3, 7), (0, 2, 7, 3)], ids=["column", "row"])
+def test_depthwise_weight_gradient_ignores_inputs_no_window_reads(rng, bad, where):
+    """8x8 planes, 3x3 windows at stride 2 without padding: column 7 and row 7 are never
+    read, so an infinity or NaN there must not reach the weight gradient (the depthwise
+    kernel's flat layout multiplies it by the zeros of an unused column, or, with the two
+    images stacked, of the output rows between them)."""
+    x = f32(rng.standard_normal((2, 3, 8, 8)))
+    x[where] = bad
     w = f32(rng.standard_normal((3, 1, 3, 3)))
     kw = dict(stride=2, padding=0, dilation=1, groups=3)
     dy = f32(rng.standard_normal((2, 3, 3, 3)))
