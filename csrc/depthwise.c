@@ -66,6 +66,11 @@ static int64_t stack_images(const conv2d_shape *s) {
     return per < 1 ? 1 : per;
 }
 
+/* The stack of the images from n0 on: per of them, or the rest of the batch. */
+static stack stack_at(const conv2d_shape *s, int64_t n0, int64_t per) {
+    return stack_of(s, s->n - n0 < per ? s->n - n0 : per);
+}
+
 static size_t stack_floats(const conv2d_shape *s, const stack *k) {
     return (size_t)(k->rows * s->stride_w * phase_w(s));
 }
@@ -97,17 +102,18 @@ static void phase_range(const conv2d_shape *s, int64_t q, int64_t *lo, int64_t *
 }
 
 /* buf = the first `rows` padded rows of the phase-split copy of plane x (H, W), in a
- * buffer whose phases hold `phase_rows` rows each. */
+ * buffer whose phases hold `phase_rows` rows each; rows past the span the windows read are
+ * zeros, so an input no window reads never enters the buffer. */
 static void pad_plane(float *buf, const float *x, const conv2d_shape *s, int64_t phase_rows,
                       int64_t rows) {
-    const int64_t pw = phase_w(s), st = s->stride_w;
+    const int64_t pw = phase_w(s), st = s->stride_w, span = span_h(s);
     for (int64_t q = 0; q < st; q++) {
         int64_t lo, hi;
         phase_range(s, q, &lo, &hi);
         for (int64_t r = 0; r < rows; r++) {
             float *dst = buf + (q * phase_rows + r) * pw;
             const int64_t ih = r - s->pad_top;
-            if (ih < 0 || ih >= s->h) {
+            if (ih < 0 || ih >= s->h || r >= span) {
                 memset(dst, 0, (size_t)pw * sizeof(float));
                 continue;
             }
@@ -195,12 +201,13 @@ void depthwise_forward(float *y, float *workspace, const float *x, const float *
     const int64_t mult = s->oc / s->c, ohw = s->oh * s->ow, kk = s->kh * s->kw, hw = s->h * s->w;
     const int64_t ld = pitch(s), per = stack_images(s), stacks = (s->n + per - 1) / per;
     const stack full = stack_of(s, per);
+    const size_t per_thread = thread_size(s);
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (s->n * s->c * ohw * kk * mult > WT_PARALLEL_MIN)
     for (int64_t p = 0; p < stacks * s->c; p++) {
-        float *buf = workspace + (size_t)wt_thread_id() * thread_size(s);
+        float *buf = workspace + (size_t)wt_thread_id() * per_thread;
         float *acc = buf + stack_floats(s, &full);
         const int64_t n0 = p / s->c * per, ci = p % s->c;
-        const stack k = stack_of(s, s->n - n0 < per ? s->n - n0 : per);
+        const stack k = stack_at(s, n0, per);
         pad_stack(buf, x + (n0 * s->c + ci) * hw, s->c * hw, s, &k);
         for (int64_t m = 0; m < mult; m++) {
             const int64_t o = ci * mult + m;
@@ -227,12 +234,13 @@ void depthwise_backward_data(float *dx, float *workspace, const float *dy, const
     const int64_t mult = s->oc / s->c, ohw = s->oh * s->ow, kk = s->kh * s->kw, hw = s->h * s->w;
     const int64_t per = stack_images(s), stacks = (s->n + per - 1) / per;
     const stack full = stack_of(s, per);
+    const size_t per_thread = thread_size(s);
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (s->n * s->c * ohw * kk * mult > WT_PARALLEL_MIN)
     for (int64_t p = 0; p < stacks * s->c; p++) {
-        float *buf = workspace + (size_t)wt_thread_id() * thread_size(s);
+        float *buf = workspace + (size_t)wt_thread_id() * per_thread;
         float *g = buf + stack_floats(s, &full);
         const int64_t n0 = p / s->c * per, ci = p % s->c;
-        const stack k = stack_of(s, s->n - n0 < per ? s->n - n0 : per);
+        const stack k = stack_at(s, n0, per);
         memset(buf, 0, stack_floats(s, &k) * sizeof(float));
         for (int64_t m = 0; m < mult; m++) {
             const int64_t o = ci * mult + m;
@@ -259,12 +267,13 @@ void depthwise_backward_weight(float *dw, float *workspace, const float *dy, con
     const int64_t mult = s->oc / s->c, ohw = s->oh * s->ow, kk = s->kh * s->kw, hw = s->h * s->w;
     const int64_t ld = pitch(s), per = stack_images(s);
     const stack full = stack_of(s, per);
+    const size_t per_thread = thread_size(s);
 #pragma omp parallel for schedule(static) num_threads(nthreads) if (s->n * s->c * ohw * kk * mult > WT_PARALLEL_MIN)
     for (int64_t o = 0; o < s->oc; o++) {
-        float *buf = workspace + (size_t)wt_thread_id() * thread_size(s);
+        float *buf = workspace + (size_t)wt_thread_id() * per_thread;
         float *g = buf + stack_floats(s, &full);
         for (int64_t n0 = 0; n0 < s->n; n0 += per) {
-            const stack k = stack_of(s, s->n - n0 < per ? s->n - n0 : per);
+            const stack k = stack_at(s, n0, per);
             pad_stack(buf, x + (n0 * s->c + o / mult) * hw, s->c * hw, s, &k);
             to_flat(g, dy + (n0 * s->oc + o) * ohw, s->oc * ohw, s, &k);
             /* a float sum of the stack is finite unless it holds an infinity or NaN (or

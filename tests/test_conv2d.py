@@ -67,6 +67,10 @@ CASES = [
     ("depthwise_mult2", (2, 3, 7, 7), (6, 1, 3, 3), 1, 1, 1, 3, True),
     ("depthwise_mult2_stride2_dil2", (1, 3, 10, 9), (6, 1, 3, 3), 2, 2, 2, 3, False),
     ("depthwise_asym_pad", (1, 4, 7, 8), (4, 1, 3, 3), 2, (0, 1, 1, 1), 1, 4, True),
+    # Several images make one stack of depthwise planes (see STACKED below): dilation, a
+    # channel multiplier and asymmetric padding in the stacked layout.
+    ("depthwise_stack_mult2_stride2_dil2", (3, 3, 10, 9), (6, 1, 3, 3), 2, 2, 2, 3, True),
+    ("depthwise_stack_asym_pad", (3, 4, 7, 8), (4, 1, 3, 3), 2, (0, 1, 1, 1), 1, 4, True),
     ("asym_pad_same_s2", (2, 3, 8, 7), (4, 3, 3, 3), 2, (0, 1, 1, 1), 1, 1, True),
     ("asym_pad_bigger_than_kernel", (1, 2, 4, 5), (3, 2, 2, 2), 1, (3, 0, 0, 3), 1, 1, True),
     ("batch1_c10", (1, 10, 6, 5), (6, 10, 3, 3), 1, 1, 1, 1, True),
@@ -243,8 +247,8 @@ def test_winograd_batches_split_into_chunks_match_torch(rng, torch, shape):
 def test_depthwise_weight_gradient_ignores_inputs_no_window_reads(rng, bad, where):
     """8x8 planes, 3x3 windows at stride 2 without padding: column 7 and row 7 are never
     read, so an infinity or NaN there must not reach the weight gradient (the depthwise
-    kernel's flat layout multiplies it by the zeros of an unused column, or, with the two
-    images stacked, of the output rows between them)."""
+    kernel's flat layout multiplies it by the zeros of an unused column; row 7 of the first
+    image lies between the two stacked images' windows)."""
     x = f32(rng.standard_normal((2, 3, 8, 8)))
     x[where] = bad
     w = f32(rng.standard_normal((3, 1, 3, 3)))

@@ -51,8 +51,9 @@ def test_limit_zero_disables_keeping():
         a = np.empty(1 << 20, np.float32)
         del a
     assert weitiao.array_cache_info() == {"held": 0, "limit": 0}
-    with pytest.raises(ValueError, match="bytes >= 0"):
-        weitiao.set_array_cache_limit(-1)
+    for bad in (-1, 10**30):  # below 0, and past what a long long holds
+        with pytest.raises(ValueError, match="bytes >= 0"):
+            weitiao.set_array_cache_limit(bad)
     with pytest.raises(TypeError, match="expected an int"):
         weitiao.set_array_cache_limit("1GB")
 
