@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from weitiao.data import ArrayDataset
+from weitiao.data.image_files import SkippedSample
 from weitiao.dist import (DataParallel, data_parallel, env_rank, group_bounds,
                           launched_under_mpi, launched_world, owned_groups, plan_step)
 from weitiao.dist.reduce import ordered_sum, sum_rows
@@ -171,6 +172,33 @@ def test_grouped_training_keeps_the_model_on_non_finite_input():
                   num_workers=0, verbose=False)
     for key, value in tuner.model.state_dict().items():
         np.testing.assert_array_equal(value, before[key], err_msg=key)
+
+
+class FirstSamplesUnreadable(ArrayDataset):
+    """tiny_data whose first ``lost`` samples fail to decode, as a skipping ImageFolder's."""
+
+    lost = 6
+
+    def __getitem__(self, index, rng=None):
+        if index < self.lost:
+            raise SkippedSample(f"image{index}.png", "truncated")
+        return super().__getitem__(index, rng)
+
+
+def test_a_batch_whose_samples_were_all_skipped_is_left_out_as_in_the_plain_loop():
+    data = tiny_data()
+    runs = []
+    for groups in (None, 3):
+        tuner = FineTuner(resnet_small(rng=1), classes=CLASSES, seed=2, freeze=None,
+                          train_bn=False, augment="none")
+        tuner.fit(FirstSamplesUnreadable(data.images, data.targets, classes=CLASSES), 1,
+                  batch_size=6, shuffle=False, groups=groups, num_workers=0, verbose=False)
+        runs.append(tuner)
+    plain, grouped = runs
+    assert np.isfinite(grouped.history.epochs[0].loss)
+    for key, value in plain.model.state_dict().items():
+        np.testing.assert_allclose(grouped.model.state_dict()[key], value, rtol=1e-4,
+                                   atol=1e-6, err_msg=key)
 
 
 @pytest.mark.parametrize("name", ["groups", "reduce", "launch", "sync_bn"])

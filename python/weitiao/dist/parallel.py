@@ -257,6 +257,8 @@ class DataParallel:
         denominator, loss_sum, correct, seen, ran, bad, stops = (float(v) for v in total[-_TAIL:])
         if stops > 0:
             stop.requested = True
+        if ran == 0:  # every sample skipped as unreadable: no step, as the plain loop drops it
+            return 0.0, 0, 0
         if not np.isfinite(loss_sum):
             guard.restore()
             if bad > 0:

@@ -551,6 +551,11 @@ class FineTuner:
                     (loss, right), n = self._train_step(x, y, forward, backward, guard), len(y)
                 else:
                     loss, right, n = self._parallel.step(self, x, forward, backward, guard, stop)
+                    if n == 0:  # the whole batch was skipped: nothing to count or schedule
+                        interrupted = stop.requested
+                        if interrupted:
+                            break
+                        continue
                 if self._ema is not None:
                     self._ema.update()
                 if sched is not None and per_batch:
