@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from weitiao.data import ArrayDataset
+from weitiao.data import ArrayDataset, DataLoader
 from weitiao.data.image_files import SkippedSample
 from weitiao.dist import (DataParallel, data_parallel, env_rank, group_bounds,
                           launched_under_mpi, launched_world, owned_groups, plan_step)
@@ -172,6 +172,15 @@ def test_grouped_training_keeps_the_model_on_non_finite_input():
                   num_workers=0, verbose=False)
     for key, value in tuner.model.state_dict().items():
         np.testing.assert_array_equal(value, before[key], err_msg=key)
+
+
+def test_a_ranks_evaluation_batches_say_where_in_the_dataset_they_start():
+    """So that a NaN image found on rank 1 is named by its dataset position, not by its
+    place among rank 1's images."""
+    loader = DataLoader(tiny_data(), batch_size=5, shuffle=False)  # 12 samples, 3 batches
+    mine, first = DataParallel(comm=FakeComm(1, 2)).eval_batches(loader)
+    assert first == 5  # rank 1 of 2 takes batches 1 and 2
+    assert [len(y) for _, y in mine] == [5, 2]
 
 
 class FirstSamplesUnreadable(ArrayDataset):

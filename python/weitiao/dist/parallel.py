@@ -209,11 +209,11 @@ class DataParallel:
 
     def eval_batches(self, loader: DataLoader):
         """This rank's batches of an unshuffled evaluation ``loader`` (the one-process
-        batches, so each gives the same bits), for :meth:`gather_rows`."""
-        for item in _IndexLoader(loader, self._my_batches(len(loader.dataset),
-                                                          loader.batch_size)[1]):
-            if item is not _Skipped:
-                yield item
+        batches, so each gives the same bits), for :meth:`gather_rows`, and the dataset
+        position of the first of them (what error messages number images from)."""
+        first, mine = self._my_batches(len(loader.dataset), loader.batch_size)
+        kept = (item for item in _IndexLoader(loader, mine) if item is not _Skipped)
+        return kept, first * loader.batch_size
 
     def gather_rows(self, rows: np.ndarray) -> np.ndarray:
         """Every rank's ``rows`` in rank order, on every rank (see ``allgather_rows``)."""

@@ -647,8 +647,9 @@ class FineTuner:
         ds = batches.as_dataset(data, self.classes, "data")
         loader = batches.loader(ds, self.preprocess(train=False), batch_size, False, False,
                                 self.seed, num_workers)
-        labels, probs, seen = [], [], 0
-        mine = loader if self._parallel is None else self._parallel.eval_batches(loader)
+        labels, probs = [], []
+        mine, seen = (loader, 0) if self._parallel is None else \
+            self._parallel.eval_batches(loader)
         with self._evaluating():
             for x, y in mine:
                 probs.append(self._probabilities(x, tta, "evaluate", seen))
