@@ -1,7 +1,7 @@
 """Fine-tune a tiny resnet_small (with dropout) on random 28x28 images; write every rank's
 weights.
 
-Run under ``mpiexec -n N`` or alone (one process without MPI); tests/test_dist.py launches it.
+Run under ``mpiexec -n N`` or alone (one process without MPI); tests/test_dist_mpi.py launches it.
 
     python tests/dist/train.py OUT_PREFIX [--epochs E] [--groups G (0: the plain loop)]
         [--freeze backbone] [--checkpoint PATH [--resume] [--crash-after-save]]
