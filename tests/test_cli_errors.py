@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from weitiao.finetune import FineTuner
 from weitiao.io import save_state_dict
 from weitiao.models import resnet18
 
@@ -134,6 +135,21 @@ def test_weights_of_another_architecture_name_the_model_flag(env, files, tmp_pat
     assert_one_error(status, err, r"another architecture .*; --model efficientnet_lite0 is "
                                   r"the architecture built, so pass the one .*r18.safetensors "
                                   r"was saved from$")
+
+
+def test_a_model_fine_tuned_on_other_classes_is_a_source_for_new_ones(env, files, tmp_path):
+    """A FineTuner.save file of 5 classes as --weights on a 2-class folder: its body is
+    loaded and a new 2-class head goes on top (it used to be refused as another
+    architecture)."""
+    five = tmp_path / "five.safetensors"
+    FineTuner(resnet18(rng=0), classes=list("vwxyz")).save(five)
+    model = tmp_path / "m.safetensors"
+    status, out, err = weitiao(env, *finetune(files, "--weights", five, "--out", model))
+    assert status == 0, err
+    tuned = FineTuner.load(model)
+    assert tuned.classes == ["a", "b"]
+    np.testing.assert_array_equal(tuned.model.conv1.weight.data,
+                                  FineTuner.load(five).model.conv1.weight.data)
 
 
 def test_the_default_model_comes_with_its_weights(env, files, tmp_path):

@@ -94,7 +94,7 @@ def _finetune(args) -> int:
     from .dist import DataParallel, env_rank, launched_world
     from .finetune import FineTuner
     from .io import check_writable
-    from .models import create_model
+    from .models import CheckpointMismatch, create_model
 
     _folder(args.data, "--data")
     if args.val:
@@ -125,11 +125,14 @@ def _finetune(args) -> int:
         weights = "imagenet" if shipped else "DEFAULT"
     try:
         source = create_model(args.model, weights=weights)
-    except ValueError as e:
-        if args.weights is None or "does not fit this architecture" not in str(e):
+    except CheckpointMismatch as e:
+        if args.weights is None:
             raise
-        raise ValueError(f"{e}; --model {args.model} is the architecture built, so pass the "
-                         f"one {args.weights} was saved from") from None
+        if e.classes is None:
+            raise ValueError(f"{e}; --model {args.model} is the architecture built, so pass "
+                             f"the one {args.weights} was saved from") from None
+        # a model fine-tuned on other classes: its body is the source, FineTuner gives the head
+        source = create_model(args.model, num_classes=e.classes, weights=weights)
     tuner = FineTuner(source, classes=train.classes, lr=args.lr, head_lr_mult=args.head_lr_mult,
                       freeze=_freeze_arg(args.freeze), image_size=args.image_size,
                       seed=args.seed)

@@ -1,5 +1,5 @@
 """Pretrained-model families with torchvision-compatible names and their preprocessing."""
-from .base import Classifier
+from .base import CheckpointMismatch, Classifier
 from .config import ModelConfig, imagenet_classes
 from .efficientnet_lite import (EfficientNetLite, efficientnet_lite0, efficientnet_lite1,
                                 efficientnet_lite2)
@@ -35,7 +35,7 @@ def create_model(arch: str, num_classes: int | None = None, weights=None, rng=No
     return ARCHITECTURES[arch](weights=weights, rng=rng, **kwargs)
 
 
-__all__ = ["ARCHITECTURES", "Classifier", "EfficientNetLite", "MobileNetV2", "ModelConfig",
-           "ResNet", "SmallResNet", "create_model", "efficientnet_lite0", "efficientnet_lite1",
-           "efficientnet_lite2", "imagenet_classes", "mobilenet_v2", "resnet18", "resnet34",
-           "resnet50", "resnet_small"]
+__all__ = ["ARCHITECTURES", "CheckpointMismatch", "Classifier", "EfficientNetLite",
+           "MobileNetV2", "ModelConfig", "ResNet", "SmallResNet", "create_model",
+           "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "imagenet_classes",
+           "mobilenet_v2", "resnet18", "resnet34", "resnet50", "resnet_small"]

@@ -13,6 +13,16 @@ from .config import ModelConfig
 _FLOAT32 = np.dtype(np.float32)
 
 
+class CheckpointMismatch(ValueError):
+    """A checkpoint whose parameters do not fit the model built. ``classes`` is the number of
+    classes of its output layer when that is what differs (a model fine-tuned on other
+    classes, whose body still fits), else None."""
+
+    def __init__(self, message: str, classes: int | None = None):
+        super().__init__(message)
+        self.classes = classes
+
+
 class Classifier(Module):
     """A network run as a chain of named children (``chain``), ending in a Linear output
     layer (``head_name``). Subclasses fill ``chain``, ``head_name``, ``stages`` and
@@ -104,7 +114,7 @@ class Classifier(Module):
 
     def load_state_dict(self, state, strict: bool = True) -> tuple[list[str], list[str]]:
         """As :meth:`Module.load_state_dict`; a checkpoint whose output layer has another
-        number of classes says how to load it."""
+        number of classes says how to load it (:class:`CheckpointMismatch`)."""
         try:
             return super().load_state_dict(state, strict)
         except ValueError as e:
@@ -112,12 +122,12 @@ class Classifier(Module):
             if k is None:
                 raise
             arch = self.arch or type(self).__name__
-            raise ValueError(
+            raise CheckpointMismatch(
                 f"{e}. The checkpoint's output layer ({self.head_name}) has {k} classes and "
                 f"this model's {self.num_classes}: build the model with num_classes={k} "
                 f"(e.g. {arch}(num_classes={k}, weights=path)); a file written by "
                 f"FineTuner.save loads with FineTuner.load(path), which also restores its "
-                f"class names and preprocessing") from None
+                f"class names and preprocessing", k) from None
 
     def load_source(self, state, num_classes: int, rng=None) -> None:
         """Load a checkpoint into this model (built with the source's 1000 classes) and size

@@ -17,6 +17,7 @@ from ..nn.pooling import AdaptiveAvgPool2d
 from .base import Classifier
 from .config import ModelConfig
 from .inverted_residual import InvertedResidualBase
+from .weights import load_checkpoint
 
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01  # PyTorch's convention for TensorFlow's decay 0.99
@@ -216,13 +217,8 @@ def _efficientnet_lite(arch: str, num_classes: int, weights, rng, dropout_rate: 
     model.arch_kwargs = {"dropout_rate": dropout_rate, "drop_connect_rate": drop_connect_rate}
     if weights is None:
         return model
-    from ..io import load_state_dict
-
     path = _imagenet_checkpoint(arch) if weights == "imagenet" else weights
-    try:
-        model.load_source(load_state_dict(path), num_classes, rng=rng)
-    except ValueError as e:
-        raise ValueError(f"{arch}: {path} does not fit this architecture: {e}") from None
+    load_checkpoint(model, path, arch, num_classes, rng)
     return model
 
 

@@ -20,7 +20,7 @@ from ..nn.linear import Flatten, Linear
 from ..nn.module import Sequential
 from ..nn.norm import BatchNorm2d
 from ..nn.pooling import AdaptiveAvgPool2d
-from .base import Classifier
+from .base import CheckpointMismatch, Classifier
 from .config import ModelConfig
 from .resnet import BasicBlock
 
@@ -142,5 +142,6 @@ def _from_file(path, rng) -> SmallResNet:
     try:
         model.load_state_dict(state)
     except ValueError as e:
-        raise ValueError(f"resnet_small: {path} does not fit this architecture: {e}") from None
+        raise CheckpointMismatch(f"resnet_small: {path} does not fit this architecture: "
+                                 f"{e}") from None
     return model

@@ -10,6 +10,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from .base import CheckpointMismatch
+
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,})\.")
 
 
@@ -90,11 +92,17 @@ def load_weights(model, weights, known: dict[str, str], arch: str, num_classes: 
                  rng=None, progress: bool = True) -> None:
     """Load ``weights`` (see :func:`resolve`) into model by parameter name and size its
     output layer to ``num_classes`` (see ``Classifier.load_source``)."""
+    load_checkpoint(model, resolve(weights, known, arch, progress), arch, num_classes, rng)
+
+
+def load_checkpoint(model, path, arch: str, num_classes: int, rng=None) -> None:
+    """Load the checkpoint file at ``path`` into model (``Classifier.load_source``); parameters
+    that do not fit raise :class:`CheckpointMismatch` naming the file and ``arch``."""
     from ..io import load_state_dict
 
-    path = resolve(weights, known, arch, progress)
     state = load_state_dict(path)
     try:
         model.load_source(state, num_classes, rng=rng)
     except ValueError as e:
-        raise ValueError(f"{arch}: {path} does not fit this architecture: {e}") from None
+        raise CheckpointMismatch(f"{arch}: {path} does not fit this architecture: {e}",
+                                 getattr(e, "classes", None)) from None
