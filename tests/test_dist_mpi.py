@@ -119,6 +119,17 @@ def test_a_rank_that_raises_ends_the_job_with_its_rank_named(tmp_path):
     assert not (tmp_path / "fail.rank0.npz").exists()
 
 
+@pytest.mark.parametrize("mode", [(), ("--allreduce",)], ids=["exact", "allreduce"])
+def test_ctrl_c_on_one_rank_mid_step_stops_every_rank_after_the_same_step(tmp_path, mode):
+    """SIGINT reaches rank 1 alone, during its last forward of the second step (after the
+    old code had written that step's stop vote): every rank still stops after that step,
+    with the same weights, instead of rank 0 waiting for rank 1 in the next reduction."""
+    ranks = train(tmp_path, "stop", 2, "--interrupt-rank", "1", *mode)
+    for state in ranks:
+        assert state["history.interrupted"].tolist() == [True]
+    assert_same_bits(ranks[0], ranks[1], "rank 0 vs rank 1 after Ctrl-C")
+
+
 def test_the_command_line_runs_unchanged_under_mpiexec(tmp_path):
     from PIL import Image
 

@@ -5,7 +5,8 @@ Run under ``mpiexec -n N`` or alone (one process without MPI); tests/test_dist_m
 
     python tests/dist/train.py OUT_PREFIX [--epochs E] [--groups G (0: the plain loop)]
         [--freeze backbone] [--checkpoint PATH [--resume] [--crash-after-save]]
-        [--fail-rank R] [--allreduce [--sync-bn]] [--dropout P] [--samples N]
+        [--fail-rank R] [--interrupt-rank R] [--allreduce [--sync-bn]] [--dropout P]
+        [--samples N]
 
 writes OUT_PREFIX.rank<r>.npz (the model's state dict after fit and the history's training
 loss, validation loss and accuracy per epoch ("history.loss", ...), on every rank) and appends
@@ -13,6 +14,7 @@ loss, validation loss and accuracy per epoch ("history.loss", ...), on every ran
 """
 import argparse
 import os
+import signal
 
 import numpy as np
 
@@ -35,6 +37,21 @@ class DropoutResNet(SmallResNet):
     def __init__(self, p: float):
         super().__init__(rng=1)
         self.drop = Dropout(p, rng=0)
+
+
+class InterruptedResNet(DropoutResNet):
+    """DropoutResNet that sends SIGINT (Ctrl-C) to its own process in its fourth training
+    forward on rank ``rank``: in the middle of a step, on one rank only."""
+
+    def __init__(self, p: float, rank: int):
+        super().__init__(p)
+        self.rank, self.calls = rank, 0
+
+    def forward(self, x):
+        self.calls += self.training
+        if env_rank() == self.rank and self.calls == 4 and self.training:
+            os.kill(os.getpid(), signal.SIGINT)
+        return super().forward(x)
 
 
 class FailingImages(ArrayDataset):
@@ -62,6 +79,7 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--fail-rank", type=int, default=None)
     parser.add_argument("--crash-after-save", action="store_true")
+    parser.add_argument("--interrupt-rank", type=int, default=None)
     parser.add_argument("--allreduce", action="store_true")
     parser.add_argument("--sync-bn", action="store_true", help="with --allreduce")
     parser.add_argument("--dropout", type=float, default=0.3)
@@ -85,7 +103,9 @@ def main() -> None:
             raise RuntimeError("simulated crash right after the first checkpoint")
 
     training_checkpoint.save = logged_save
-    tuner = FineTuner(DropoutResNet(args.dropout), classes=CLASSES, seed=3,
+    model = DropoutResNet(args.dropout) if args.interrupt_rank is None else \
+        InterruptedResNet(args.dropout, args.interrupt_rank)
+    tuner = FineTuner(model, classes=CLASSES, seed=3,
                       freeze=args.freeze or None, augment="light", class_weight="balanced")
     comm = DataParallel(launched_world(), exact=False, sync_bn=args.sync_bn) \
         if args.allreduce else None
@@ -97,8 +117,10 @@ def main() -> None:
     state = dict(tuner.model.state_dict())
     epochs = tuner.history.epochs
     state["history.loss"] = np.array([e.loss for e in epochs])
-    state["history.val_loss"] = np.array([e.val_loss for e in epochs])
-    state["history.val_accuracy"] = np.array([e.val_accuracy for e in epochs])
+    for key in ("val_loss", "val_accuracy"):  # NaN for an interrupted epoch (not validated)
+        state[f"history.{key}"] = np.array([np.nan if getattr(e, key) is None
+                                            else getattr(e, key) for e in epochs])
+    state["history.interrupted"] = np.array([e.interrupted for e in epochs])
     np.savez(f"{args.out}.rank{env_rank()}.npz", **state)
     print(f"rank {env_rank()} done, {len(tuner.history)} epochs, pid {os.getpid()}")
 

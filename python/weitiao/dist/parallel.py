@@ -221,10 +221,14 @@ class DataParallel:
 
     # ------------------------------------------------------------------ one step
     def step(self, tuner, shard: Shard, forward, backward, guard, stop) -> tuple[float, int,
-                                                                                   int]:
+                                                                                   int, bool]:
         """One SGD step of ``tuner`` on the global batch ``shard`` is this rank's part of;
-        returns the batch's loss, correct predictions and samples (the same on every rank).
-        A non-finite loss leaves the model as before the batch and raises on every rank."""
+        returns the batch's loss, correct predictions, samples and whether any rank's
+        ``stop`` was requested (all four the same on every rank, so every rank leaves the
+        loop after the same step). ``stop.requested`` is read just before the reduction; a
+        Ctrl-C that comes later, or on a rank with no group in this batch, is counted at
+        the next step. A non-finite loss leaves the model as before the batch and raises on
+        every rank."""
         params = [p for g in tuner.optimizer.param_groups for p in g["params"]
                   if p.requires_grad]
         norms = [m for m in tuner.model.modules() if isinstance(m, BatchNorm2d)
@@ -240,7 +244,6 @@ class DataParallel:
         start = [g.bit_generator.state for g in gens]
         tracked = [int(m.num_batches_tracked) for m in norms]
         for row, (group, _, _), batch in zip(rows, shard.plan.mine, shard.groups):
-            row[-1] = stop.requested
             if batch is None:
                 continue
             guard.restore()
@@ -250,15 +253,14 @@ class DataParallel:
                 self._group_row(tuner, row, batch, forward, backward, params, stats, n_grad)
         for gen, state in zip(gens, start):
             gen.bit_generator.state = _jumped(state, self.groups)
+        rows[:1, -1] = stop.requested
         if self.exact:
             total = ordered_sum(self.comm, rows, shard.plan.counts)
         else:
             total = allreduce_sum(self.comm, rows)
         denominator, loss_sum, correct, seen, ran, bad, stops = (float(v) for v in total[-_TAIL:])
-        if stops > 0:
-            stop.requested = True
         if ran == 0:  # every sample skipped as unreadable: no step, as the plain loop drops it
-            return 0.0, 0, 0
+            return 0.0, 0, 0, stops > 0
         if not np.isfinite(loss_sum):
             guard.restore()
             if bad > 0:
@@ -273,7 +275,7 @@ class DataParallel:
         for m, count in zip(norms, tracked):
             m.num_batches_tracked[...] = count + 1
         tuner.optimizer.step()
-        return loss_sum / denominator, int(round(correct)), int(round(seen))
+        return loss_sum / denominator, int(round(correct)), int(round(seen)), stops > 0
 
     def _check_every_rank_has_samples(self, shard: Shard) -> None:
         """Synchronised BatchNorm needs every rank in every layer's all-reduce: raise the

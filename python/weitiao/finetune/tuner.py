@@ -549,23 +549,20 @@ class FineTuner:
             for x, y in bar:
                 if self._parallel is None:
                     (loss, right), n = self._train_step(x, y, forward, backward, guard), len(y)
-                else:
-                    loss, right, n = self._parallel.step(self, x, forward, backward, guard, stop)
-                    if n == 0:  # the whole batch was skipped: nothing to count or schedule
-                        interrupted = stop.requested
-                        if interrupted:
-                            break
-                        continue
-                if self._ema is not None:
-                    self._ema.update()
-                if sched is not None and per_batch:
-                    sched.step()
-                loss_sum += loss * n
-                correct += right
-                seen += n
-                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
-                if stop.requested:
-                    interrupted = True
+                    interrupted = stop.requested
+                else:  # every rank stops after the same step, when any rank was interrupted
+                    loss, right, n, interrupted = self._parallel.step(self, x, forward,
+                                                                      backward, guard, stop)
+                if n:  # n == 0: the whole batch was skipped, nothing to count or schedule
+                    if self._ema is not None:
+                        self._ema.update()
+                    if sched is not None and per_batch:
+                        sched.step()
+                    loss_sum += loss * n
+                    correct += right
+                    seen += n
+                    bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+                if interrupted:
                     break
         finally:
             bar.close()
