@@ -123,6 +123,22 @@ def test_a_launcher_without_mpi4py_says_what_to_install(monkeypatch):
     assert launched_world() is None
 
 
+def test_srun_with_one_task_needs_no_mpi4py(monkeypatch):
+    """srun --mpi=pmix sets PMIX_RANK and Slurm's step size: one task trains alone."""
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    for name in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PMIX_RANK", "0")
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "1")
+    assert launched_world() is None
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "4")
+    with pytest.raises(ImportError, match=r"PMIX_RANK=0, SLURM_STEP_NUM_TASKS=4\) but mpi4py"):
+        launched_world()
+    monkeypatch.delenv("SLURM_STEP_NUM_TASKS")
+    with pytest.raises(ImportError, match=r"\(PMIX_RANK=0\) but mpi4py"):
+        launched_world()
+
+
 def tiny_data(n=12, nan_at=None):
     rng = np.random.default_rng(0)
     images = rng.random((n, 3, 28, 28), dtype=np.float32)

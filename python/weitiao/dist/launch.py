@@ -17,12 +17,13 @@ import traceback
 from .._threads import _default_threads, set_num_threads
 
 # (rank, size, ranks on this node) as MPICH/Intel MPI (PMI), Open MPI, MVAPICH and PMIx
-# (srun --mpi=pmix) set them; None where a launcher has no such variable.
+# (srun --mpi=pmix, whose size is Slurm's step size) set them; None where a launcher has no
+# such variable.
 _LAUNCHERS = (
     ("PMI_RANK", "PMI_SIZE", "MPI_LOCALNRANKS"),
     ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE"),
     ("MV2_COMM_WORLD_RANK", "MV2_COMM_WORLD_SIZE", "MV2_COMM_WORLD_LOCAL_SIZE"),
-    ("PMIX_RANK", None, None),
+    ("PMIX_RANK", "SLURM_STEP_NUM_TASKS", None),
 )
 _threads_set = False
 
