@@ -53,21 +53,10 @@ cleanup:
     return result;
 }
 
-static PyObject *py_relu_forward(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
-    return clamp_forward_py(args, kw, "relu_forward", INFINITY);
-}
-
-static PyObject *py_relu_backward(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
-    return clamp_backward_py(args, kw, "relu_backward", INFINITY);
-}
-
-static PyObject *py_relu6_forward(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
-    return clamp_forward_py(args, kw, "relu6_forward", 6.0f);
-}
-
-static PyObject *py_relu6_backward(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
-    return clamp_backward_py(args, kw, "relu6_backward", 6.0f);
-}
+ENTRY_OF(relu_forward, clamp_forward_py, "relu_forward", INFINITY)
+ENTRY_OF(relu_backward, clamp_backward_py, "relu_backward", INFINITY)
+ENTRY_OF(relu6_forward, clamp_forward_py, "relu6_forward", 6.0f)
+ENTRY_OF(relu6_backward, clamp_backward_py, "relu6_backward", 6.0f)
 
 static PyObject *py_add(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
     static const char *fn = "add";

@@ -65,13 +65,8 @@ cleanup:
     return result;
 }
 
-static PyObject *py_cross_entropy(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
-    return cross_entropy_py(args, kw, 0);
-}
-
-static PyObject *py_soft_cross_entropy(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
-    return cross_entropy_py(args, kw, 1);
-}
+ENTRY_OF(cross_entropy, cross_entropy_py, 0)
+ENTRY_OF(soft_cross_entropy, cross_entropy_py, 1)
 
 PyMethodDef wt_loss_methods[] = {
     KW(cross_entropy, "cross_entropy(logits (N, K), labels (N,), label_smoothing=0.0, "

@@ -8,6 +8,13 @@
 /* A table entry for py_<name>, a function taking positional and keyword arguments. */
 #define KW(name, doc) {#name, (PyCFunction)(void (*)(void))py_##name, METH_VARARGS | METH_KEYWORDS, doc}
 
+/* Defines py_<name> as impl(args, kw, ...): the entries of a family that share one
+ * implementation and differ in the constants passed after kw. */
+#define ENTRY_OF(name, impl, ...)                                                           \
+    static PyObject *py_##name(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) { \
+        return impl(args, kw, __VA_ARGS__);                                                 \
+    }
+
 extern PyMethodDef wt_conv_methods[];       /* conv.c */
 extern PyMethodDef wt_pool_methods[];       /* pool.c */
 extern PyMethodDef wt_norm_methods[];       /* norm.c */

@@ -201,23 +201,10 @@ cleanup:
     return result;
 }
 
-static PyObject *py_avg_pool2d_forward(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
-    return avg_pool_forward_py(args, kw, 0);
-}
-
-static PyObject *py_avg_pool2d_backward(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kw) {
-    return avg_pool_backward_py(args, kw, 0);
-}
-
-static PyObject *py_global_avg_pool2d_forward(PyObject *Py_UNUSED(self), PyObject *args,
-                                              PyObject *kw) {
-    return avg_pool_forward_py(args, kw, 1);
-}
-
-static PyObject *py_global_avg_pool2d_backward(PyObject *Py_UNUSED(self), PyObject *args,
-                                               PyObject *kw) {
-    return avg_pool_backward_py(args, kw, 1);
-}
+ENTRY_OF(avg_pool2d_forward, avg_pool_forward_py, 0)
+ENTRY_OF(avg_pool2d_backward, avg_pool_backward_py, 0)
+ENTRY_OF(global_avg_pool2d_forward, avg_pool_forward_py, 1)
+ENTRY_OF(global_avg_pool2d_backward, avg_pool_backward_py, 1)
 
 PyMethodDef wt_pool_methods[] = {
     KW(max_pool2d_forward, "max_pool2d_forward(x, kernel_size, stride=None, padding=0, "
