@@ -96,6 +96,23 @@ def test_family_matches_weitiao(family, fold_bn, tmp_path):
     assert "Dropout" not in ops
 
 
+def test_a_grayscale_stem_sets_the_models_input_channels(tmp_path):
+    """A stem conv replaced by a 1-channel one: the model checks, summarises and exports
+    (N, 1, H, W) inputs, read from that conv (it used to be a constant 3)."""
+    model = resnet_small(num_classes=4, rng=0)
+    model.conv1 = Conv2d(1, 16, 3, padding=1, bias=False, rng=0)
+    assert model.in_channels == 1
+    assert model.summary(28).input_size == (1, 1, 28, 28)
+    with pytest.raises(ValueError, match=r"expected \(N, 1, H, W\)"):
+        model.eval()(images(2, 28))
+    path = tmp_path / "gray.onnx"
+    weitiao.export.onnx(model, path, 28)
+    dims = onnx.load(path).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims[1:]] == [1, 28, 28]
+    x = images(2, 28, channels=1)
+    assert_logits_close(run(path, x), model.eval()(x))
+
+
 def test_efficientnet_lite0_same_padding_is_resolved_per_layer(tmp_path):
     """TensorFlow's "SAME" depends on the input size: at 58 px the stem (stride 2) pads one
     row and column, at the bottom and right; deeper stride-2 layers see odd sizes (29, 15)

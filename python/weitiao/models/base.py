@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..nn import init
+from ..nn.conv import Conv2d
 from ..nn.linear import Linear
 from ..nn.module import (Module, backward_chain, check_planned, forward_chain,
                          forward_planned, mark_if_called_directly, plan_chain)
@@ -33,7 +34,6 @@ class Classifier(Module):
     """
 
     chain: tuple[str, ...] = ()
-    in_channels: int = 3
     head_name: str = "fc"
     # The tail of ``chain`` that runs on cached features (the head and any dropout before it).
     head_chain: tuple[str, ...] = ("fc",)
@@ -53,6 +53,17 @@ class Classifier(Module):
         object.__setattr__(self, "keeps_activations", self.training and needs)
         return needs
 
+    @property
+    def in_channels(self) -> int:
+        """The channels of the images this model takes: those of the first convolution
+        along ``chain`` (3 for the ImageNet models; a replaced stem conv changes it)."""
+        for module in self._chain_modules():
+            for m in module.modules():
+                if isinstance(m, Conv2d):
+                    return m.in_channels
+        raise TypeError(f"{type(self).__name__}: no Conv2d along its chain {self.chain}, so "
+                        f"the input channels are unknown")
+
     def _check_input(self, x) -> None:
         """Refuse, saying what to do, what is not a batch of preprocessed images: checks of
         the type, dtype and shape only, so it costs nothing next to the forward."""
@@ -62,7 +73,8 @@ class Classifier(Module):
             raise input_error(self, x)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """Logits (N, num_classes) for images x (N, 3, H, W), normalised as ``config``."""
+        """Logits (N, num_classes) for images x (N, in_channels, H, W), normalised as
+        ``config``."""
         self._check_input(x)
         mark_if_called_directly(self)
         return forward_chain(self._chain_modules(), x)
