@@ -95,6 +95,10 @@ def finetune(files, *extra):
     (["--out", "nodir/m.safetensors"], r"cannot write .*nodir/m.safetensors: the folder "
                                        r".*nodir does not exist"),
     (["--out", "m.pth"], r"--out must be a .safetensors path, got m.pth"),
+    (["--sync-bn", "--groups", "2"], r"--sync-bn splits each batch by rank, not into "
+                                     r"--groups; give one of them"),
+    (["--sync-bn"], r"--sync-bn: no MPI launcher started this process; run it under "
+                    r"mpiexec -n N"),
 ])
 def test_finetune_errors_are_one_line_before_any_training(env, files, args, pattern):
     status, out, err = weitiao(env, *finetune(files, *args))
@@ -172,6 +176,8 @@ def test_the_default_model_comes_with_its_weights(env, files, tmp_path):
     (["--val-split", "1.5"], r"argument --val-split: must be in \[0, 1\)"),
     (["--lr", "-1"], r"argument --lr: must be a finite number > 0, got -1"),
     (["--batch-size", "0"], r"argument --batch-size: must be >= 1"),
+    (["--allreduce", "--groups", "2"], r"argument --groups: not allowed with argument "
+                                       r"--allreduce"),
 ])
 def test_values_argparse_can_check_exit_2(env, files, args, pattern):
     status, _, err = weitiao(env, *finetune(files, *args))

@@ -226,6 +226,42 @@ def test_a_batch_whose_samples_were_all_skipped_is_left_out_as_in_the_plain_loop
                                    atol=1e-6, err_msg=key)
 
 
+class DisagreeingComm(FakeComm):
+    """Rank 0 of 2 whose peer reports another value in every allgather."""
+
+    def allgather(self, value):
+        return [value, value + 1]
+
+
+def test_ranks_that_disagree_on_a_resumed_checkpoint_are_told_so():
+    with pytest.raises(ValueError, match=r"^fit: the ranks disagree on the epochs found in "
+                                         r"the checkpoint: \[3, 4\] by rank$"):
+        DataParallel(comm=DisagreeingComm(0, 2)).check_same(3, "epochs found in the "
+                                                                "checkpoint")
+
+
+def test_sharded_feature_caching_refuses_skipped_samples():
+    """A frozen backbone's features are cached once; a skipped image would leave a hole, so
+    grouped caching refuses as the plain one does."""
+    data = tiny_data()
+    tuner = FineTuner(resnet_small(rng=1), classes=CLASSES, freeze="backbone", augment="none")
+    with pytest.raises(ValueError, match=r"feature caching needs every sample: 6 were "
+                                         r"skipped as unreadable; .*cache_features=False"):
+        tuner.fit(FirstSamplesUnreadable(data.images, data.targets, classes=CLASSES), 1,
+                  batch_size=6, shuffle=False, groups=3, num_workers=0, verbose=False)
+
+
+def test_synchronised_batchnorm_needs_two_values_per_channel():
+    from weitiao.dist.sync_bn import SyncBatchNorm
+    from weitiao.nn import BatchNorm2d
+
+    bn = BatchNorm2d(2)
+    with SyncBatchNorm(None, bn), pytest.raises(
+            ValueError, match=r"BatchNorm2d\(2\) with synchronised statistics: expected more "
+                              r"than 1 value per channel over all ranks, got 1"):
+        bn(np.ones((1, 2, 1, 1), np.float32))
+
+
 @pytest.mark.parametrize("name", ["groups", "reduce", "launch", "sync_bn"])
 def test_docstring_examples(name):
     import doctest

@@ -130,6 +130,15 @@ def test_ctrl_c_on_one_rank_mid_step_stops_every_rank_after_the_same_step(tmp_pa
     assert_same_bits(ranks[0], ranks[1], "rank 0 vs rank 1 after Ctrl-C")
 
 
+def test_synchronised_batchnorm_refuses_a_batch_that_leaves_a_rank_without_samples(tmp_path):
+    """32 samples in batches of 10 end with a batch of 2; over 3 ranks one has none, and
+    synchronised BatchNorm needs every rank in every layer's reduction."""
+    proc = run(3, SCRIPT, str(tmp_path / "short"), "--allreduce", "--sync-bn")
+    assert proc.returncode != 0
+    assert "fit: sync_bn: ranks [0] have no sample in a batch of 2" in proc.stderr
+    assert "pass drop_last=True or use fewer ranks" in proc.stderr
+
+
 def test_the_command_line_runs_unchanged_under_mpiexec(tmp_path):
     from PIL import Image
 
