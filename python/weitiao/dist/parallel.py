@@ -19,9 +19,10 @@ import numpy as np
 
 from ..data import DataLoader
 from ..finetune.checkpoint import generators
-from ..finetune.guard import diverged_error
+from ..finetune.batches import cached_steps
+from ..finetune.guard import KEPT, diverged_error, non_finite_images
 from ..nn.norm import BatchNorm2d
-from .groups import StepPlan, plan_step
+from .groups import StepPlan, owned_groups, plan_step
 from .reduce import allgather_rows, allreduce_sum, ordered_sum
 from .sync_bn import SyncBatchNorm
 
@@ -155,8 +156,8 @@ class DataParallel:
     def array_batches(self, features: np.ndarray, labels: np.ndarray, order: np.ndarray,
                       batch_size: int, drop_last: bool):
         """Shards of cached features (N, D) in ``order``, as ``batches.array_batches``."""
-        steps = len(order) // batch_size if drop_last else -(-len(order) // batch_size)
-        for idx, plan in self._plans(order, batch_size, steps):
+        for idx, plan in self._plans(order, batch_size,
+                                     cached_steps(len(order), batch_size, drop_last)):
             groups = [(np.ascontiguousarray(features[idx[a:b]]), labels[idx[a:b]])
                       for _, a, b in plan.mine]
             yield Shard(groups, plan), None
@@ -204,8 +205,8 @@ class DataParallel:
         """The dataset-order batches of ``n`` samples this rank takes: a contiguous run
         (index of its first, the batches), floor(r b / N) to floor((r + 1) b / N) of b."""
         ordered = [np.arange(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
-        first = self.rank * len(ordered) // self.size
-        return first, ordered[first:(self.rank + 1) * len(ordered) // self.size]
+        run = owned_groups(len(ordered), self.size, self.rank)
+        return run.start, ordered[run.start:run.stop]
 
     def eval_batches(self, loader: DataLoader):
         """This rank's batches of an unshuffled evaluation ``loader`` (the one-process
@@ -313,14 +314,12 @@ class DataParallel:
 def _non_finite_input(shard: Shard) -> ValueError:
     """The error for a batch with NaN or Inf in its input, naming the positions this rank
     holds (another rank's message names the others)."""
-    bad = [a + int(i) for (_, a, _), batch in zip(shard.plan.mine, shard.groups)
-           if batch is not None
-           for i in np.flatnonzero(~np.isfinite(batch[0].reshape(len(batch[0]), -1)).all(1))]
+    bad = [a + i for (_, a, _), batch in zip(shard.plan.mine, shard.groups)
+           if batch is not None for i in non_finite_images(batch[0])]
     where = f"images {bad} of this batch (of {shard.plan.n})" if bad else \
         f"images of this batch (of {shard.plan.n}) on another rank"
     return ValueError(f"fit: non-finite input: {where} hold NaN or Inf, so the loss is not "
-                      f"finite; the model was left as it was before this batch (BatchNorm "
-                      f"statistics included); check those files or the transform")
+                      f"finite; {KEPT}; check those files or the transform")
 
 
 def _split(flat: np.ndarray, arrays: list) -> list[np.ndarray]:

@@ -39,7 +39,7 @@ class BatchGuard:
             gen.bit_generator.state = state
 
 
-_KEPT = "the model was left as it was before this batch (BatchNorm statistics included)"
+KEPT = "the model was left as it was before this batch (BatchNorm statistics included)"
 
 
 def non_finite_images(x: np.ndarray) -> list[int]:
@@ -54,7 +54,7 @@ def check_finite_input(x: np.ndarray) -> None:
     bad = non_finite_images(x)
     if bad:
         raise ValueError(f"fit: non-finite input: images {bad} of this batch (of "
-                         f"{len(x)}) hold NaN or Inf, so the loss is not finite; {_KEPT}; "
+                         f"{len(x)}) hold NaN or Inf, so the loss is not finite; {KEPT}; "
                          f"check those files or the transform") from None
 
 
@@ -79,4 +79,4 @@ def diverged_error(loss: float, param_groups: list[dict]) -> FloatingPointError:
     """The error for a finite batch whose loss came out ``loss`` (NaN or Inf)."""
     lrs = ", ".join(f"{g.get('name', i)} {g['lr']:g}" for i, g in enumerate(param_groups))
     return FloatingPointError(f"fit: training diverged: the loss became {loss} at learning "
-                              f"rates {lrs}; {_KEPT}; try a lower learning rate (lr)")
+                              f"rates {lrs}; {KEPT}; try a lower learning rate (lr)")
