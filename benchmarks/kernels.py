@@ -1,9 +1,10 @@
 """Conv2d kernels against PyTorch CPU on every distinct conv shape of ResNet-18.
 
 For each shape (batch 32, 224x224 images by default) times forward, backward-data and
-backward-weight in weitiao (`weitiao._C`) and in PyTorch, in the same process, at the same
-thread count, interleaved, and prints a markdown table: median ms, GFLOP/s, the speed ratio
-torch_time / weitiao_time (> 1: weitiao faster) and the fraction of this machine's sgemm
+backward-weight in weitiao (`weitiao._C`) and in PyTorch with NCHW and with channels_last
+tensors, in the same process, at the same thread count, interleaved, and prints a markdown
+table: median ms, GFLOP/s, the speed ratio against the faster PyTorch layout
+(torch_time / weitiao_time, > 1: weitiao faster) and the fraction of this machine's sgemm
 peak, measured through weitiao's own OpenBLAS.
 
     PYTHONPATH=python python benchmarks/kernels.py                 # 2 threads, batch 32
@@ -77,11 +78,12 @@ RESNET18 = [
 OPS = ("forward", "backward-data", "backward-weight")
 
 
-def make_ops(shape: ConvShape, n: int, seed: int = 0, lib=None):
+def make_ops(shape: ConvShape, n: int, seed: int = 0, lib=None, channels_last: bool = False):
     """{op: (weitiao_fn, torch_fn)} on fresh random inputs of batch ``n``; each fn returns
     its result (for backward-weight, the gradient array) so the caller can compare them.
     ``lib`` is the compiled module to time (default ``weitiao._C``; benchmarks/ab.py passes
-    other builds of it).
+    other builds of it). ``channels_last``: torch's tensors in that memory format (the
+    values are the same), which oneDNN often runs faster.
 
     PyTorch's backward ops are called directly as ``aten.convolution_backward`` with an
     ``output_mask`` that asks for one gradient only. That is the op autograd itself calls for
@@ -89,8 +91,8 @@ def make_ops(shape: ConvShape, n: int, seed: int = 0, lib=None):
     oneDNN/ATen kernels while keeping the forward pass, graph building and the autograd
     engine out of the measurement, and it maps one to one onto weitiao's
     ``conv2d_backward_data`` / ``conv2d_backward_weight``. Both sides take plain contiguous
-    NCHW float32 and allocate their result on every call; the torch tensors share memory
-    with the NumPy arrays weitiao reads.
+    NCHW float32 and allocate their result on every call; the NCHW torch tensors share
+    memory with the NumPy arrays weitiao reads.
     """
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, shape.c, shape.size, shape.size), dtype=np.float32)
@@ -101,6 +103,8 @@ def make_ops(shape: ConvShape, n: int, seed: int = 0, lib=None):
     dy = rng.standard_normal((n, shape.oc, oh, oh), dtype=np.float32)
     dw = np.zeros_like(w)
     xt, wt, dyt = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(dy)
+    if channels_last:
+        xt, wt, dyt = (t.contiguous(memory_format=torch.channels_last) for t in (xt, wt, dyt))
     st, pd = shape.stride, shape.padding
     conv_args = ([st, st], [pd, pd], [1, 1], False, [0, 0], 1)  # ..., transposed, out_pad, groups
     aten_bwd = torch.ops.aten.convolution_backward
@@ -133,11 +137,12 @@ def make_ops(shape: ConvShape, n: int, seed: int = 0, lib=None):
     }
 
 
-def check_against_torch(shape: ConvShape, lib=None) -> None:
+def check_against_torch(shape: ConvShape, lib=None, channels_last: bool = False) -> None:
     """Abort unless weitiao (or ``lib``) and torch agree on all three ops at a small batch."""
-    for op, (wt_fn, torch_fn) in make_ops(shape, CHECK_BATCH, seed=1, lib=lib).items():
+    for op, (wt_fn, torch_fn) in make_ops(shape, CHECK_BATCH, seed=1, lib=lib,
+                                          channels_last=channels_last).items():
         got = np.asarray(wt_fn())
-        want = torch_fn().numpy()
+        want = np.asarray(torch_fn().numpy())
         if got.shape != want.shape:
             sys.exit(f"kernels.py: {shape.layer} {shape.label()} {op}: weitiao gives shape "
                      f"{got.shape}, torch {want.shape}; not timing wrong code")
@@ -160,32 +165,37 @@ def run(threads: int, batch: int, reps: int, warmup: int, min_rep_s: float
     results = []
     for shape in RESNET18:
         check_against_torch(shape)
+        check_against_torch(shape, channels_last=True)
         ops = make_ops(shape, batch)
+        cl_ops = make_ops(shape, batch, channels_last=True)
         for op in OPS:
             wt_fn, torch_fn = ops[op]
-            # Interleaved, who goes first alternating between repetitions.
-            t = time_interleaved({"weitiao": wt_fn, "torch": torch_fn}, reps, warmup,
-                                 min_rep_s, rotate=True)
+            # Interleaved, who goes first rotating between repetitions.
+            t = time_interleaved({"weitiao": wt_fn, "torch": torch_fn,
+                                  "torch_cl": cl_ops[op][1]}, reps, warmup, min_rep_s,
+                                 rotate=True)
             flops = shape.flops(batch)
-            results.append({"shape": shape, "op": op, "wt": t["weitiao"], "torch": t["torch"],
-                            "flops": flops})
+            results.append({"shape": shape, "op": op, "wt": t["weitiao"], "nchw": t["torch"],
+                            "cl": t["torch_cl"], "flops": flops,
+                            "torch": min(t["torch"], t["torch_cl"], key=lambda x: x.median)})
             print(f"  {shape.layer:12s} {shape.label():26s} {op:16s} weitiao "
-                  f"{t['weitiao'].median * 1e3:8.2f} ms  torch {t['torch'].median * 1e3:8.2f} ms",
-                  file=sys.stderr)
-        del ops
+                  f"{t['weitiao'].median * 1e3:8.2f} ms  torch {t['torch'].median * 1e3:8.2f} "
+                  f"ms, channels_last {t['torch_cl'].median * 1e3:8.2f} ms", file=sys.stderr)
+        del ops, cl_ops
     return peaks, results
 
 
 def table(peak: float, results: list[dict]) -> str:
-    headers = ["layer", "conv", "uses", "op", "weitiao ms", "torch ms", "torch/weitiao",
-               "weitiao GFLOP/s", "torch GFLOP/s", "weitiao % peak", "torch % peak",
-               "weitiao spread", "torch spread"]
+    headers = ["layer", "conv", "uses", "op", "weitiao ms", "torch NCHW ms", "torch CL ms",
+               "faster torch/weitiao", "weitiao GFLOP/s", "torch GFLOP/s", "weitiao % peak",
+               "torch % peak", "weitiao spread", "torch spread"]
     rows = []
     for r in results:
         wt, th = r["wt"], r["torch"]
         wt_gf, torch_gf = r["flops"] / wt.median / 1e9, r["flops"] / th.median / 1e9
         rows.append([r["shape"].layer, r["shape"].label(), r["shape"].uses, r["op"],
-                     f"{wt.median * 1e3:.2f}", f"{th.median * 1e3:.2f}",
+                     f"{wt.median * 1e3:.2f}", f"{r['nchw'].median * 1e3:.2f}",
+                     f"{r['cl'].median * 1e3:.2f}",
                      f"{th.median / wt.median:.2f}", f"{wt_gf:.1f}", f"{torch_gf:.1f}",
                      f"{100 * wt_gf / peak:.0f}%", f"{100 * torch_gf / peak:.0f}%",
                      f"{100 * wt.spread:.0f}%", f"{100 * th.spread:.0f}%"])
@@ -197,11 +207,13 @@ def table(peak: float, results: list[dict]) -> str:
         wt = sum(r["shape"].uses * r["wt"].median for r in chosen)
         th = sum(r["shape"].uses * r["torch"].median for r in chosen)
         fl = sum(r["shape"].uses * r["flops"] for r in chosen)
+        layouts = [sum(r["shape"].uses * r[k].median for r in chosen) for k in ("nchw", "cl")]
         rows.append(["**ResNet-18**", "all convs × uses", "", f"**{op}**", f"{wt * 1e3:.1f}",
-                     f"{th * 1e3:.1f}", f"**{th / wt:.2f}**", f"{fl / wt / 1e9:.1f}",
+                     f"{layouts[0] * 1e3:.1f}", f"{layouts[1] * 1e3:.1f}",
+                     f"**{th / wt:.2f}**", f"{fl / wt / 1e9:.1f}",
                      f"{fl / th / 1e9:.1f}", f"{100 * fl / wt / 1e9 / peak:.0f}%",
                      f"{100 * fl / th / 1e9 / peak:.0f}%", "", ""])
-    return markdown_table(headers, rows, align="llrl" + "r" * 9)
+    return markdown_table(headers, rows, align="llrl" + "r" * 10)
 
 
 def report(args, peaks: dict[int, float], results: list[dict], load: OtherLoad) -> str:
@@ -220,8 +232,8 @@ def report(args, peaks: dict[int, float], results: list[dict], load: OtherLoad) 
         f"thread, as weitiao's conv kernels run them), fastest of "
         f"{max(args.reps, PEAK_MIN_REPS)} repetitions; one alone gives {peaks[1]:.1f} "
         f"GFLOP/s, so {args.threads} threads scale it {scaling:.2f}x",
-        f"- **run**: median of {args.reps} interleaved repetitions (weitiao and torch, who "
-        f"goes first alternating) of at least {args.min_rep_s:g} s each, after "
+        f"- **run**: median of {args.reps} interleaved repetitions (weitiao, torch NCHW and "
+        f"torch channels_last, who goes first rotating) of at least {args.min_rep_s:g} s each, after "
         f"{args.warmup} warm-up calls per op",
         f"- **machine load**: {load.describe()}",
     ]
@@ -239,6 +251,9 @@ def report(args, peaks: dict[int, float], results: list[dict], load: OtherLoad) 
     lines += [
         "",
         "GFLOP/s counts 2·N·OC·OH·OW·C·KH·KW flops for each of the three ops. "
+        "torch is timed on NCHW and on channels_last (CL) tensors; \"faster torch\" is the "
+        "faster of the two for that row, and its GFLOP/s, % peak and spread are that "
+        "layout's. The ResNet-18 rows sum the per-row faster layout. "
         "torch/weitiao > 1 means weitiao is faster. % peak is relative to the sgemm peak "
         "at the same thread count. Spread is (slowest - fastest repetition) / median. "
         "PyTorch's backward ops are `aten.convolution_backward` with a one-gradient "
