@@ -233,8 +233,8 @@ def report(args, peaks: dict[int, float], results: list[dict], load: OtherLoad) 
         f"{max(args.reps, PEAK_MIN_REPS)} repetitions; one alone gives {peaks[1]:.1f} "
         f"GFLOP/s, so {args.threads} threads scale it {scaling:.2f}x",
         f"- **run**: median of {args.reps} interleaved repetitions (weitiao, torch NCHW and "
-        f"torch channels_last, who goes first rotating) of at least {args.min_rep_s:g} s each, after "
-        f"{args.warmup} warm-up calls per op",
+        f"torch channels_last, who goes first rotating) of at least {args.min_rep_s:g} s "
+        f"each, after {args.warmup} warm-up calls per op",
         f"- **machine load**: {load.describe()}",
     ]
     if args.threads > 1 and scaling < 0.75 * args.threads:
