@@ -153,15 +153,12 @@ def mobilenet_v2(num_classes: int = 1000, weights=None, rng=None, progress: bool
 
     >>> model = mobilenet_v2(num_classes=10, rng=0)
     """
-    if weights is None:
-        model = MobileNetV2(num_classes, dropout, rng=rng)
-    else:
-        model = MobileNetV2(1000, dropout, rng=rng)
-        model.arch = "mobilenet_v2"
+    model = MobileNetV2(num_classes if weights is None else 1000, dropout, rng=rng)
+    model.arch = "mobilenet_v2"
+    model.arch_kwargs = {"dropout": dropout}
+    if weights is not None:
         if isinstance(weights, str) and weights == "imagenet":
             weights = shipped_checkpoint()
         load_weights(model, weights, MOBILENET_V2_WEIGHTS, "mobilenet_v2", num_classes,
                      rng=rng, progress=progress)
-    model.arch = "mobilenet_v2"
-    model.arch_kwargs = {"dropout": dropout}
     return model

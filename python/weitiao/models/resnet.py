@@ -150,14 +150,11 @@ RESNET_WEIGHTS = {
 
 
 def _resnet(arch: str, block, layers, num_classes: int, weights, rng, progress: bool) -> ResNet:
-    if weights is None:
-        model = ResNet(block, layers, num_classes, rng=rng)
-    else:
-        model = ResNet(block, layers, 1000, rng=rng)
-        model.arch = arch
+    model = ResNet(block, layers, num_classes if weights is None else 1000, rng=rng)
+    model.arch = arch
+    if weights is not None:
         load_weights(model, weights, RESNET_WEIGHTS[arch], arch, num_classes, rng=rng,
                      progress=progress)
-    model.arch = arch
     return model
 
 
