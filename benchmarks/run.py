@@ -44,6 +44,8 @@ WORKLOADS = {
     "lite0_infer_224_b8": ("EfficientNet-Lite0 inference, 224", "lite0", 224, "infer", 8),
     "lite0_infer_224_b1": ("EfficientNet-Lite0 inference, 224", "lite0", 224, "infer", 1),
     "r50_train_224": ("ResNet-50 training step, 224", "resnet50", 224, "train", None),
+    "lite0_demo_128": ("the demo's fine-tune step: EfficientNet-Lite0, bottom half frozen, 128",
+                       "lite0", 128, "demo", None),
 }
 # PyTorch runs every workload in both memory formats and the ratio is taken against the
 # faster, except the head-only run (minutes per run for torch; NCHW only).
@@ -58,6 +60,7 @@ def _weitiao_runner(model_name: str, size: int, mode: str, batch: int, images: i
     import weitiao
     from weitiao.data import ArrayDataset
     from weitiao.finetune import FineTuner
+    from weitiao.finetune.freezing import apply_freeze
     from weitiao.models import efficientnet_lite0, resnet18, resnet50
     from weitiao.nn import CrossEntropyLoss
     from weitiao.optim import SGD
@@ -89,6 +92,8 @@ def _weitiao_runner(model_name: str, size: int, mode: str, batch: int, images: i
     if mode == "frozen":
         for name in ("conv1", "bn1", "layer1", "layer2"):
             model.get_submodule(name).freeze()
+    if mode == "demo":  # FineTuner's default freeze, as the demo trains
+        apply_freeze(model, "bottom-half")
     params = [p for p in model.parameters() if p.requires_grad]
     opt = SGD(params, lr=0.01, momentum=0.9)
     loss_fn = CrossEntropyLoss()
@@ -114,6 +119,15 @@ def _torch_model(model_name: str):
 
     torch.manual_seed(0)
     return {"resnet18": resnet18, "resnet50": resnet50}[model_name](num_classes=10)
+
+
+def _demo_frozen_paths() -> list[str]:
+    """The module paths FineTuner's default freeze takes in Lite0 (the same names in
+    efficientnet_lite_pytorch's model)."""
+    from weitiao.finetune.freezing import frozen_paths
+    from weitiao.models import efficientnet_lite0
+
+    return frozen_paths(efficientnet_lite0(num_classes=10, rng=0), "bottom-half")
 
 
 def _torch_runner(model_name: str, size: int, mode: str, batch: int, images: int,
@@ -149,11 +163,12 @@ def _torch_runner(model_name: str, size: int, mode: str, batch: int, images: int
             with torch.no_grad():
                 model(x)
         return infer
-    if mode == "frozen":
-        for name in ("conv1", "bn1", "layer1", "layer2"):
-            module = getattr(model, name)
-            module.requires_grad_(False)
-            module.eval()
+    frozen = {"frozen": ("conv1", "bn1", "layer1", "layer2"),
+              "demo": _demo_frozen_paths()}.get(mode, ())
+    for name in frozen:  # no gradient, BatchNorm on its running statistics
+        module = model.get_submodule(name)
+        module.requires_grad_(False)
+        module.eval()
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01,
                           momentum=0.9)
 
