@@ -57,8 +57,8 @@ class Classifier(Module):
     def in_channels(self) -> int:
         """The channels of the images this model takes: those of the first convolution
         along ``chain`` (3 for the ImageNet models; a replaced stem conv changes it)."""
-        for module in self._chain_modules():
-            for m in module.modules():
+        for name in self.chain:  # lazily: the first child is the stem conv, read per forward
+            for m in self.get_submodule(name).modules():
                 if isinstance(m, Conv2d):
                     return m.in_channels
         raise TypeError(f"{type(self).__name__}: no Conv2d along its chain {self.chain}, so "
